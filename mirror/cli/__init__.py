@@ -1,0 +1,106 @@
+"""The ``mirror`` command: parse, configure logging, call one library function, exit.
+
+This package is the only place that configures logging, prints for humans and calls
+``sys.exit``. Each command group lives in its own module and registers itself on ``app``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+import typer
+
+from mirror import __version__
+from mirror.errors import EXIT_INTERRUPTED, MirrorError, exit_code_for
+
+app = typer.Typer(
+    name="mirror",
+    help="Mirror The Cancer Imaging Archive: verified incremental sync, Parquet indexes, OME-Zarr.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+T = TypeVar("T")
+log = logging.getLogger("mirror")
+
+
+def configure_logging(verbose: int, quiet: bool, log_format: str) -> None:
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        from mirror.cli._jsonlog import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("mirror").setLevel(level)
+    if verbose < 2:
+        for noisy in ("httpx", "httpcore", "distributed", "botocore", "s3fs", "aiobotocore"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run(call: Callable[[], T]) -> T:
+    """Run one library call; turn our errors into a one-line message and the exit code."""
+    try:
+        return call()
+    except MirrorError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from exc
+    except KeyboardInterrupt as exc:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from exc
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"mirror {__version__}")
+        raise typer.Exit(0)
+
+
+Verbose = Annotated[int, typer.Option("-v", "--verbose", count=True, help="More log output.")]
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Only errors and the summary.")]
+LogFormat = Annotated[str, typer.Option("--log-format", help="text or json (JSON lines).")]
+Version = Annotated[
+    bool,
+    typer.Option("--version", callback=version_callback, is_eager=True, help="Print version."),
+]
+
+
+@app.callback()
+def _main(
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+    log_format: LogFormat = "text",
+    version: Version = False,
+) -> None:
+    """Mirror The Cancer Imaging Archive."""
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter("--log-format must be text or json")
+    configure_logging(verbose, quiet, log_format)
+
+
+def _register_commands() -> None:
+    # Imported here, not at module top, so `mirror --help` stays fast and each group
+    # module can import heavy libraries lazily inside its commands.
+    from mirror.cli import archive_cmd, convert_cmd, index_cmd, sync_cmd
+
+    for module in (archive_cmd, sync_cmd, index_cmd, convert_cmd):
+        module.register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    try:
+        app()
+    except MirrorError as exc:  # errors raised outside run(), e.g. in callbacks
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exit_code_for(exc))
