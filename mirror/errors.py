@@ -140,6 +140,10 @@ class StoreError(MirrorError, OSError):
     exit_code = EXIT_DESTINATION
 
 
+class ObjectNotFound(StoreError, FileNotFoundError):
+    """A key that should exist in the destination does not."""
+
+
 # --- run control -------------------------------------------------------------------------
 
 

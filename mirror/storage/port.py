@@ -1,0 +1,80 @@
+"""The Store port: the only way the engine touches the destination.
+
+Keys are ``/``-separated paths relative to the store's root (never absolute, never ``..``).
+Every write is atomic per object: a reader sees the old object, the new object, or no
+object, never a prefix of one. Adapters (local files, memory, S3) declare what else they
+guarantee in :class:`StoreCapabilities`, and all pass one conformance suite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCapabilities:
+    atomic_rename: bool  # a prefix ("directory") can be renamed atomically (local disk)
+    object_metadata: bool  # objects carry user metadata, e.g. the verified MD5 (S3)
+    conditional_put: bool  # create-if-absent / replace-if-unchanged (S3 If-None-Match/If-Match)
+    local: bool  # keys map to paths on this machine's file system
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+    md5: str | None  # verified MD5 recorded at put time, when the store keeps metadata
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A destination root: ``file:///srv/tcia``, ``s3://bucket/prefix`` or ``memory://name``.
+
+    Implementations are picklable (they travel into Dask tasks) and open clients lazily.
+    Missing keys raise :class:`~mirror.errors.ObjectNotFound`; other I/O failures raise
+    :class:`~mirror.errors.StoreError`.
+    """
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def capabilities(self) -> StoreCapabilities: ...
+
+    def put_file(self, local_path: str, key: str, *, md5: str | None = None) -> None:
+        """Upload/copy a finished local file to ``key`` atomically (one PUT or a rename)."""
+        ...
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Write a small object atomically (sidecars, pointers, summaries)."""
+        ...
+
+    def get_bytes(self, key: str) -> bytes: ...
+
+    def open_read(self, key: str) -> BinaryIO: ...
+
+    def info(self, key: str) -> ObjectInfo: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """All object keys under ``prefix``, recursively, relative to the root."""
+        ...
+
+    def delete(self, key: str) -> None: ...
+
+    def delete_prefix(self, prefix: str) -> None: ...
+
+    def move_prefix(self, src: str, dst: str) -> None:
+        """Move every object under ``src`` to ``dst`` (the attic); atomic where renames are."""
+        ...
+
+    def filesystem(self) -> tuple[Any, str]:
+        """The underlying ``(fsspec filesystem, root path)`` for DuckDB and readers."""
+        ...
+
+    def zarr_store(self, prefix: str, *, read_only: bool = False) -> Any:
+        """A zarr v3 store rooted at ``prefix`` (LocalStore, MemoryStore or FsspecStore)."""
+        ...
