@@ -126,8 +126,9 @@ class InstanceEntry:
 class SeriesSidecar:
     """Contents of ``_series.json``: the commit marker and manifest of one series.
 
-    ``content_hash`` is the MD5 of the sorted ``name:md5`` lines, so identical content
-    gives an identical hash whatever order the archive streamed it in.
+    ``content_hash`` depends only on the multiset of instance MD5s (not on file names or
+    order), so re-downloading identical content gives an identical hash even though the
+    archive's default entry names follow an unspecified database order.
     """
 
     series_uid: str
@@ -177,5 +178,5 @@ class SeriesSidecar:
 
 
 def content_hash(instances: tuple[InstanceEntry, ...] | list[InstanceEntry]) -> str:
-    lines = sorted(f"{i.name}:{i.md5}" for i in instances)
-    return hashlib.md5("\n".join(lines).encode()).hexdigest()
+    digests = sorted(i.md5 for i in instances)
+    return hashlib.md5("".join(digests).encode()).hexdigest()
