@@ -1,0 +1,416 @@
+"""The SQLite ledger: the driver's only state (tasks never touch it).
+
+WAL + ``synchronous=FULL``: every completed series is one short transaction that survives a
+power cut. The ledger must live on local disk (SQLite WAL does not work over network file
+systems); for S3 destinations it lives under the user's state directory.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, cast
+
+from mirror.archive.port import SeriesRecord
+from mirror.errors import StoreError
+from mirror.layout import SeriesSidecar
+from mirror.sync.plan import LedgerEntry, State
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS series (
+    series_uid TEXT PRIMARY KEY,
+    collection TEXT NOT NULL,
+    patient_id TEXT NOT NULL,
+    study_uid TEXT NOT NULL,
+    modality TEXT NOT NULL DEFAULT '',
+    path TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN
+        ('planned', 'in_progress', 'present', 'failed', 'withdrawn')),
+    fp_image_count INTEGER NOT NULL DEFAULT 0,
+    fp_file_size INTEGER NOT NULL DEFAULT 0,
+    fp_max_submission TEXT NOT NULL DEFAULT '',
+    fp_date_released TEXT NOT NULL DEFAULT '',
+    content_hash TEXT NOT NULL DEFAULT '',
+    series_version INTEGER NOT NULL DEFAULT 0,
+    n_instances INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error_class TEXT NOT NULL DEFAULT '',
+    last_error TEXT NOT NULL DEFAULT '',
+    first_seen_run TEXT NOT NULL DEFAULT '',
+    last_changed_run TEXT NOT NULL DEFAULT '',
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS series_state ON series (state);
+CREATE INDEX IF NOT EXISTS series_collection ON series (collection);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    mode TEXT NOT NULL,
+    exit_code INTEGER,
+    watermark_before TEXT,
+    watermark_after TEXT,
+    counts_json TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS collections (
+    name TEXT PRIMARY KEY,
+    watermark TEXT,
+    last_full_run TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    series_uid TEXT NOT NULL,
+    event TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    at TEXT NOT NULL
+);
+"""
+
+_ENTRY_COLUMNS = (
+    "series_uid, collection, patient_id, study_uid, path, state, fp_image_count, fp_file_size,"
+    " fp_max_submission, fp_date_released, modality, content_hash, series_version,"
+    " n_instances, bytes, attempts, last_error_class"
+)
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    run_id: str
+    started_at: str
+    finished_at: str | None
+    mode: str
+    exit_code: int | None
+    watermark_before: str | None
+    watermark_after: str | None
+    counts: dict[str, Any]
+
+
+class Ledger:
+    """One SQLite database; open it with :meth:`open` (a context manager closes it)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self._conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | Path) -> Ledger:
+        target = Path(path)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(target, timeout=30.0, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the ledger at {target}: {exc}") from exc
+        return cls(conn, str(target))
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def conn_pragmas(self) -> tuple[str, int]:
+        """(journal_mode, synchronous) as SQLite reports them (2 = FULL)."""
+        mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+        sync = self._conn.execute("PRAGMA synchronous").fetchone()[0]
+        return str(mode), int(sync)
+
+    # --- reading -------------------------------------------------------------------------
+
+    def entries(self) -> dict[str, LedgerEntry]:
+        rows = self._conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM series")  # noqa: S608
+        return {row[0]: _entry(row) for row in rows}
+
+    def entry(self, series_uid: str) -> LedgerEntry | None:
+        row = self._conn.execute(
+            f"SELECT {_ENTRY_COLUMNS} FROM series WHERE series_uid = ?",  # noqa: S608
+            (series_uid,),
+        ).fetchone()
+        return _entry(row) if row else None
+
+    def counts_by_state(self) -> dict[str, int]:
+        rows = self._conn.execute("SELECT state, count(*) FROM series GROUP BY state")
+        return {state: n for state, n in rows}
+
+    def counts_by_collection(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        rows = self._conn.execute(
+            "SELECT collection, state, count(*) FROM series GROUP BY collection, state"
+        )
+        for collection, state, n in rows:
+            out.setdefault(collection, {})[state] = n
+        return out
+
+    def bytes_present(self) -> int:
+        row = self._conn.execute("SELECT coalesce(sum(bytes), 0) FROM series WHERE state='present'")
+        return int(row.fetchone()[0])
+
+    def error_message(self, series_uid: str) -> str:
+        row = self._conn.execute(
+            "SELECT last_error FROM series WHERE series_uid = ?", (series_uid,)
+        ).fetchone()
+        return str(row[0]) if row else ""
+
+    def watermarks(self) -> dict[str, date | None]:
+        rows = self._conn.execute("SELECT name, watermark FROM collections")
+        return {name: date.fromisoformat(wm) if wm else None for name, wm in rows}
+
+    def mirrored_collections(self) -> list[str]:
+        rows = self._conn.execute(
+            "SELECT name FROM collections UNION SELECT DISTINCT collection FROM series"
+        )
+        return sorted(r[0] for r in rows)
+
+    def last_run(self, *, successful: bool = False) -> RunRow | None:
+        row = self._conn.execute(
+            "SELECT run_id, started_at, finished_at, mode, exit_code, watermark_before,"
+            " watermark_after, counts_json FROM runs WHERE (? = 0 OR exit_code = 0)"
+            " ORDER BY started_at DESC, rowid DESC LIMIT 1",
+            (int(successful),),
+        ).fetchone()
+        if row is None:
+            return None
+        run_id, started, finished, mode, code, before, after, counts = row
+        return RunRow(run_id, started, finished, mode, code, before, after, json.loads(counts))
+
+    def events(self, series_uid: str) -> list[tuple[str, str, str]]:
+        rows = self._conn.execute(
+            "SELECT run_id, event, detail FROM events WHERE series_uid = ? ORDER BY id",
+            (series_uid,),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    # --- runs ----------------------------------------------------------------------------
+
+    def begin_run(self, run_id: str, mode: str, started_at: str) -> None:
+        with self._tx() as tx:
+            tx.execute(
+                "INSERT INTO runs (run_id, started_at, mode) VALUES (?, ?, ?)",
+                (run_id, started_at, mode),
+            )
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        exit_code: int,
+        counts: dict[str, Any],
+        watermark_before: date | None,
+        advance: Iterable[str] = (),
+        run_date: date | None = None,
+    ) -> date | None:
+        """Close the run; only a run that exits 0 moves the given collections' watermarks."""
+        advanced = run_date if exit_code == 0 and run_date is not None else None
+        names = sorted(set(advance)) if advanced else []
+        with self._tx() as tx:
+            for name in names:
+                tx.execute(
+                    "INSERT INTO collections (name, watermark) VALUES (?, ?)"
+                    " ON CONFLICT(name) DO UPDATE SET watermark = excluded.watermark",
+                    (name, advanced.isoformat()),  # type: ignore[union-attr]
+                )
+            tx.execute(
+                "UPDATE runs SET finished_at = ?, exit_code = ?, watermark_before = ?,"
+                " watermark_after = ?, counts_json = ? WHERE run_id = ?",
+                (
+                    utcnow(),
+                    exit_code,
+                    watermark_before.isoformat() if watermark_before else None,
+                    advanced.isoformat() if names and advanced else None,
+                    json.dumps(counts, sort_keys=True),
+                    run_id,
+                ),
+            )
+        return advanced if names else None
+
+    def remember_collections(self, names: Iterable[str]) -> None:
+        """Make selected collections 'mirrored' even before their first series lands."""
+        with self._tx() as tx:
+            tx.executemany(
+                "INSERT OR IGNORE INTO collections (name) VALUES (?)", [(n,) for n in names]
+            )
+
+    # --- series transitions (one short transaction each) ------------------------------------
+
+    def mark_in_progress(self, items: Iterable[tuple[SeriesRecord, str]], run_id: str) -> None:
+        """Before submit: attempts += 1, state = in_progress (a crash leaves it for retry)."""
+        now = utcnow()
+        with self._tx() as tx:
+            for record, path in items:
+                _insert_if_absent(tx, record, path, run_id, now)
+                tx.execute(
+                    "UPDATE series SET state = CASE WHEN state = 'present' THEN 'present'"
+                    " ELSE 'in_progress' END, attempts = attempts + 1, updated_at = ?"
+                    " WHERE series_uid = ?",
+                    (now, record.series_uid),
+                )
+
+    def record_committed(
+        self, record: SeriesRecord, sidecar: SeriesSidecar, run_id: str, *, changed: bool
+    ) -> None:
+        now = utcnow()
+        fp = record.fingerprint
+        with self._tx() as tx:
+            _insert_if_absent(tx, record, sidecar.path, run_id, now)
+            tx.execute(
+                "UPDATE series SET state = 'present', path = ?, modality = ?, patient_id = ?,"
+                " study_uid = ?, fp_image_count = ?, fp_file_size = ?, fp_max_submission = ?,"
+                " fp_date_released = ?, content_hash = ?, series_version = ?,"
+                " n_instances = ?, bytes = ?, attempts = 0, last_error_class = '',"
+                " last_error = '', updated_at = ?,"
+                " last_changed_run = CASE WHEN ? THEN ? ELSE last_changed_run END"
+                " WHERE series_uid = ?",
+                (
+                    sidecar.path,
+                    record.modality,
+                    record.patient_id,
+                    record.study_uid,
+                    *fp,
+                    sidecar.content_hash,
+                    sidecar.series_version,
+                    sidecar.image_count,
+                    sidecar.total_size,
+                    now,
+                    changed,
+                    run_id,
+                    record.series_uid,
+                ),
+            )
+            _event(
+                tx, run_id, record.series_uid, "updated" if changed else "unchanged", "", now=now
+            )
+
+    def record_failed(
+        self, record: SeriesRecord, path: str, run_id: str, error_class: str, message: str
+    ) -> None:
+        now = utcnow()
+        with self._tx() as tx:
+            _insert_if_absent(tx, record, path, run_id, now)
+            tx.execute(
+                "UPDATE series SET state = 'failed', last_error_class = ?, last_error = ?,"
+                " updated_at = ? WHERE series_uid = ?",
+                (error_class, message[:2000], now, record.series_uid),
+            )
+            _event(
+                tx, run_id, record.series_uid, "failed", f"{error_class}: {message}"[:2000], now=now
+            )
+
+    def record_withdrawn(self, series_uid: str, run_id: str, detail: str) -> None:
+        now = utcnow()
+        with self._tx() as tx:
+            tx.execute(
+                "UPDATE series SET state = 'withdrawn', last_changed_run = ?, updated_at = ?"
+                " WHERE series_uid = ?",
+                (run_id, now, series_uid),
+            )
+            _event(tx, run_id, series_uid, "withdrawn", detail, now=now)
+
+    def upsert_from_sidecar(self, sidecar: SeriesSidecar) -> None:
+        """``ledger rebuild``: a sidecar in the destination proves a present series."""
+        now = utcnow()
+        fp = sidecar.fingerprint
+        with self._tx() as tx:
+            tx.execute(
+                "INSERT OR REPLACE INTO series (series_uid, collection, patient_id, study_uid,"
+                " modality, path, state, fp_image_count, fp_file_size, fp_max_submission,"
+                " fp_date_released, content_hash, series_version, n_instances, bytes,"
+                " first_seen_run, last_changed_run, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'present', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    sidecar.series_uid,
+                    sidecar.collection,
+                    sidecar.patient_id,
+                    sidecar.study_uid,
+                    sidecar.modality,
+                    sidecar.path,
+                    *fp,
+                    sidecar.content_hash,
+                    sidecar.series_version,
+                    sidecar.image_count,
+                    sidecar.total_size,
+                    sidecar.run_id,
+                    sidecar.run_id,
+                    now,
+                ),
+            )
+            tx.execute("INSERT OR IGNORE INTO collections (name) VALUES (?)", (sidecar.collection,))
+
+
+def _entry(row: tuple[Any, ...]) -> LedgerEntry:
+    return LedgerEntry(
+        series_uid=row[0],
+        collection=row[1],
+        patient_id=row[2],
+        study_uid=row[3],
+        path=row[4],
+        state=cast(State, row[5]),
+        fingerprint=(int(row[6]), int(row[7]), str(row[8]), str(row[9])),
+        modality=row[10],
+        content_hash=row[11],
+        series_version=int(row[12]),
+        n_instances=int(row[13]),
+        bytes=int(row[14]),
+        attempts=int(row[15]),
+        last_error_class=row[16],
+    )
+
+
+def _insert_if_absent(
+    tx: sqlite3.Connection, record: SeriesRecord, path: str, run_id: str, now: str
+) -> None:
+    # The fingerprint columns stay empty until the series is committed: a crash between
+    # submit and commit must not make the next plan think the series is unchanged.
+    cur = tx.execute(
+        "INSERT OR IGNORE INTO series (series_uid, collection, patient_id, study_uid, modality,"
+        " path, state, first_seen_run, last_changed_run, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, 'planned', ?, ?, ?)",
+        (
+            record.series_uid,
+            record.collection,
+            record.patient_id,
+            record.study_uid,
+            record.modality,
+            path,
+            run_id,
+            run_id,
+            now,
+        ),
+    )
+    if cur.rowcount:
+        _event(tx, run_id, record.series_uid, "added", "", now=now)
+
+
+def _event(
+    tx: sqlite3.Connection, run_id: str, uid: str, event: str, detail: str, *, now: str
+) -> None:
+    tx.execute(
+        "INSERT INTO events (run_id, series_uid, event, detail, at) VALUES (?, ?, ?, ?, ?)",
+        (run_id, uid, event, detail, now),
+    )

@@ -1,0 +1,291 @@
+"""The pure planner: what the archive lists + what the ledger holds -> one outcome per series.
+
+No I/O here. ``sync``, ``status`` and the reports share the outcome vocabulary below.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from mirror.archive.port import SeriesRecord
+from mirror.errors import IntegrityError, SafetyAbort, UsageError
+from mirror.layout import DEFAULT_TEMPLATE, series_path
+
+Outcome = Literal["new", "changed", "unchanged", "withdrawn", "retry"]
+State = Literal["planned", "in_progress", "present", "failed", "withdrawn"]
+OUTCOMES: tuple[Outcome, ...] = ("new", "changed", "unchanged", "withdrawn", "retry")
+PENDING_STATES = frozenset({"planned", "in_progress", "failed"})
+
+_MAX_DELETE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """What the ledger knows about one series (the planner's view of a ``series`` row)."""
+
+    series_uid: str
+    collection: str
+    patient_id: str
+    study_uid: str
+    path: str
+    state: State
+    fingerprint: tuple[int, int, str, str] = (0, 0, "", "")
+    modality: str = ""
+    content_hash: str = ""
+    series_version: int = 0
+    n_instances: int = 0
+    bytes: int = 0
+    attempts: int = 0
+    last_error_class: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MaxDelete:
+    """``--max-delete N`` (a count) or ``P%`` (of the series held in the listed scope)."""
+
+    value: float
+    percent: bool
+
+    @classmethod
+    def parse(cls, text: str) -> MaxDelete:
+        match = _MAX_DELETE_RE.fullmatch(text)
+        if not match:
+            raise UsageError(f"--max-delete takes N or P% (got {text!r})")
+        value, percent = float(match.group(1)), bool(match.group(2))
+        if percent and value > 100:
+            raise UsageError(f"--max-delete percentage over 100: {text!r}")
+        return cls(value, percent)
+
+    def limit(self, held: int) -> int:
+        if self.percent:
+            return math.floor(held * self.value / 100)
+        return int(self.value)
+
+    def __str__(self) -> str:
+        return f"{self.value:g}%" if self.percent else f"{int(self.value)}"
+
+
+DEFAULT_MAX_DELETE = MaxDelete(50.0, True)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanScope:
+    """Which series this run is about.
+
+    ``listed`` names the collections whose complete listing is in ``remote``: only there can
+    a held series missing upstream be called withdrawn. The filters narrow everything.
+    """
+
+    collections: frozenset[str] | None = None  # None: every collection in remote or held
+    listed: frozenset[str] = frozenset()
+    modalities: frozenset[str] = frozenset()
+    patients: frozenset[str] = frozenset()
+    series_uids: frozenset[str] | None = None  # a manifest's UIDs
+
+    @property
+    def filtered(self) -> bool:
+        """True when only part of each collection is in scope (no watermark advance)."""
+        return bool(self.modalities or self.patients or self.series_uids is not None)
+
+    def admits(self, collection: str, patient_id: str, modality: str, uid: str) -> bool:
+        return (
+            (self.collections is None or collection in self.collections)
+            and (not self.modalities or modality in self.modalities)
+            and (not self.patients or patient_id in self.patients)
+            and (self.series_uids is None or uid in self.series_uids)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PlanItem:
+    """One series to act on (or to leave alone, for ``unchanged``)."""
+
+    series_uid: str
+    outcome: Outcome
+    path: str
+    record: SeriesRecord | None  # None only for ``withdrawn``
+    held: LedgerEntry | None
+
+    @property
+    def collection(self) -> str:
+        return self.record.collection if self.record else self.held.collection  # type: ignore[union-attr]
+
+    @property
+    def expected_bytes(self) -> int:
+        return self.record.file_size if self.record else 0
+
+    @property
+    def next_version(self) -> int:
+        return 1 if self.held is None else self.held.series_version + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A listing row we refuse to act on (bad UID in the listing)."""
+
+    series_uid: str
+    collection: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPlan:
+    items: tuple[PlanItem, ...]
+    rejected: tuple[Rejected, ...] = ()
+    deferred: tuple[str, ...] = ()  # pending in the ledger but not in this run's listing
+    scope: PlanScope = field(default_factory=PlanScope)
+
+    def by_outcome(self, outcome: Outcome) -> tuple[PlanItem, ...]:
+        return tuple(i for i in self.items if i.outcome == outcome)
+
+    @property
+    def to_fetch(self) -> tuple[PlanItem, ...]:
+        return tuple(i for i in self.items if i.outcome in ("new", "changed", "retry"))
+
+    @property
+    def counts(self) -> dict[str, int]:
+        tally = Counter(i.outcome for i in self.items)
+        counts: dict[str, int] = {o: tally.get(o, 0) for o in OUTCOMES}
+        counts["rejected"] = len(self.rejected)
+        return counts
+
+    @property
+    def bytes_to_fetch(self) -> int:
+        """Upper bound from the listings' FileSize (DICOM bytes before zipping)."""
+        return sum(i.expected_bytes for i in self.to_fetch)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "counts": self.counts,
+            "bytes_to_fetch": self.bytes_to_fetch,
+            "series": [
+                {"series_uid": i.series_uid, "outcome": i.outcome, "path": i.path}
+                for i in self.items
+                if i.outcome != "unchanged"
+            ],
+            "rejected": [{"series_uid": r.series_uid, "reason": r.reason} for r in self.rejected],
+        }
+
+
+def plan(
+    remote: Sequence[SeriesRecord],
+    held: Mapping[str, LedgerEntry],
+    *,
+    scope: PlanScope,
+    max_delete: MaxDelete = DEFAULT_MAX_DELETE,
+    template: str = DEFAULT_TEMPLATE,
+) -> SyncPlan:
+    """Give every series in scope exactly one outcome; raise SafetyAbort on suspicious input."""
+    _guard_empty_listings(remote, held, scope)
+    items: list[PlanItem] = []
+    rejected: list[Rejected] = []
+    seen: set[str] = set()
+    for record in remote:
+        if record.series_uid in seen or not _admits_record(scope, record):
+            continue
+        seen.add(record.series_uid)
+        item = _classify(record, held.get(record.series_uid), template)
+        if isinstance(item, Rejected):
+            rejected.append(item)
+        else:
+            items.append(item)
+    withdrawn = _withdrawn(held, seen, scope)
+    _guard_withdrawals(withdrawn, held, scope, max_delete)
+    deferred = sorted(
+        uid
+        for uid, entry in held.items()
+        if uid not in seen
+        and entry.state in PENDING_STATES
+        and _admits_entry(scope, entry)
+        and entry.collection not in scope.listed
+    )
+    return SyncPlan(tuple(items + withdrawn), tuple(rejected), tuple(deferred), scope)
+
+
+def _admits_record(scope: PlanScope, r: SeriesRecord) -> bool:
+    return scope.admits(r.collection, r.patient_id, r.modality, r.series_uid)
+
+
+def _admits_entry(scope: PlanScope, e: LedgerEntry) -> bool:
+    return scope.admits(e.collection, e.patient_id, e.modality, e.series_uid)
+
+
+def _classify(
+    record: SeriesRecord, entry: LedgerEntry | None, template: str
+) -> PlanItem | Rejected:
+    try:
+        path = entry.path if entry and entry.path else _path_for(record, template)
+    except (IntegrityError, UsageError) as exc:
+        return Rejected(record.series_uid, record.collection, str(exc))
+    uid = record.series_uid
+    if entry is None or entry.state == "withdrawn":
+        return PlanItem(uid, "new", path, record, entry)
+    if entry.state in PENDING_STATES:
+        return PlanItem(uid, "retry", path, record, entry)
+    if entry.fingerprint != record.fingerprint:
+        return PlanItem(uid, "changed", path, record, entry)
+    return PlanItem(uid, "unchanged", path, record, entry)
+
+
+def _path_for(record: SeriesRecord, template: str) -> str:
+    return series_path(
+        collection=record.collection,
+        patient_id=record.patient_id,
+        study_uid=record.study_uid,
+        series_uid=record.series_uid,
+        modality=record.modality,
+        series_number=record.series_number,
+        template=template,
+    )
+
+
+def _withdrawn(held: Mapping[str, LedgerEntry], seen: set[str], scope: PlanScope) -> list[PlanItem]:
+    return [
+        PlanItem(uid, "withdrawn", entry.path, None, entry)
+        for uid, entry in sorted(held.items())
+        if uid not in seen
+        and entry.state != "withdrawn"
+        and entry.collection in scope.listed
+        and _admits_entry(scope, entry)
+    ]
+
+
+def _held_in_listed(held: Mapping[str, LedgerEntry], scope: PlanScope) -> Counter[str]:
+    return Counter(
+        e.collection
+        for e in held.values()
+        if e.state != "withdrawn" and e.collection in scope.listed and _admits_entry(scope, e)
+    )
+
+
+def _guard_empty_listings(
+    remote: Sequence[SeriesRecord], held: Mapping[str, LedgerEntry], scope: PlanScope
+) -> None:
+    # rclone's lesson: a failed listing must never read as "everything was deleted".
+    listed_upstream = {r.collection for r in remote if _admits_record(scope, r)}
+    for collection, n_held in sorted(_held_in_listed(held, scope).items()):
+        if collection not in listed_upstream:
+            raise SafetyAbort(
+                f"the archive listed no series for {collection!r} but the mirror holds "
+                f"{n_held}; refusing to treat that as a mass withdrawal"
+            )
+
+
+def _guard_withdrawals(
+    withdrawn: list[PlanItem],
+    held: Mapping[str, LedgerEntry],
+    scope: PlanScope,
+    max_delete: MaxDelete,
+) -> None:
+    n_held = sum(_held_in_listed(held, scope).values())
+    limit = max_delete.limit(n_held)
+    if len(withdrawn) > limit:
+        raise SafetyAbort(
+            f"{len(withdrawn)} of {n_held} held series are gone upstream, over "
+            f"--max-delete {max_delete} (limit {limit}); review, then rerun with a higher limit"
+        )
