@@ -1,0 +1,100 @@
+"""``s3://bucket/prefix`` over s3fs (AWS or any S3-compatible server).
+
+Credentials and region come from the standard AWS environment / config chain
+(``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL`` …);
+``endpoint_url`` and ``storage_options`` override them. Each object carries the verified
+MD5 as user metadata (``x-amz-meta-md5``) because a multipart ETag is not an MD5.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mirror.errors import UsageError
+from mirror.storage.keys import check_key, check_prefix, join
+from mirror.storage.objects import ObjectStore, store_missing
+from mirror.storage.oserrors import store_errors
+from mirror.storage.port import ObjectInfo, StoreCapabilities
+
+
+class S3Store(ObjectStore):
+    scheme = "s3"
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        endpoint_url: str | None = None,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        root = root.removeprefix("s3://").strip("/")
+        if not root or root.startswith("."):
+            raise UsageError(f"S3 destination needs a bucket: s3://{root}")
+        prefix = root.partition("/")[2]
+        if prefix:
+            check_key(prefix)
+        super().__init__(root)
+        self._endpoint_url = endpoint_url
+        self._options = dict(storage_options or {})
+        self._fs: Any = None
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.url!r}, endpoint_url={self._endpoint_url!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The s3fs client holds an event loop and sockets: reopen it after unpickling.
+        return {"root": self._root, "endpoint": self._endpoint_url, "options": self._options}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._root = state["root"]
+        self._endpoint_url = state["endpoint"]
+        self._options = state["options"]
+        self._fs = None
+
+    @property
+    def capabilities(self) -> StoreCapabilities:
+        return StoreCapabilities(
+            atomic_rename=False, object_metadata=True, conditional_put=True, local=False
+        )
+
+    def _fs_options(self, *, asynchronous: bool = False) -> dict[str, Any]:
+        options: dict[str, Any] = {"use_listings_cache": False, **self._options}
+        if self._endpoint_url:
+            options["endpoint_url"] = self._endpoint_url
+        if asynchronous:
+            options["asynchronous"] = True
+        return options
+
+    @property
+    def fs(self) -> Any:
+        if self._fs is None:
+            import s3fs
+
+            with store_errors(f"open {self.url}"):
+                self._fs = s3fs.S3FileSystem(**self._fs_options())
+        return self._fs
+
+    def _write_kwargs(self, md5: str | None) -> dict[str, Any]:
+        return {"Metadata": {"md5": md5}} if md5 else {}
+
+    def info(self, key: str) -> ObjectInfo:
+        """One HEAD: size plus the MD5 recorded at put time (``None`` if none was)."""
+        bucket, _, object_key = self._path(key).partition("/")
+        with store_errors(f"stat {self.url}/{key}"):
+            head = self.fs.call_s3("head_object", Bucket=bucket, Key=object_key)
+        if object_key.endswith("/"):
+            raise store_missing(self.url, key)
+        md5 = (head.get("Metadata") or {}).get("md5")
+        return ObjectInfo(key=key, size=int(head["ContentLength"]), md5=md5)
+
+    def _copy(self, src_path: str, dst_path: str) -> None:
+        # CopyObject keeps user metadata (MetadataDirective=COPY), so the MD5 travels.
+        self.fs.copy(src_path, dst_path)
+
+    def zarr_store(self, prefix: str, *, read_only: bool = False) -> Any:
+        import zarr.storage
+
+        url = "s3://" + join(self._root, check_prefix(prefix))
+        return zarr.storage.FsspecStore.from_url(
+            url, storage_options=self._fs_options(asynchronous=True), read_only=read_only
+        )

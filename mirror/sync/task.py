@@ -1,0 +1,253 @@
+"""The per-series unit of work: fetch → verify → commit, idempotent and picklable.
+
+``sync_series`` is what the engine maps over a Dask cluster. It never touches the ledger;
+it returns a small :class:`SeriesResult`. Archive and integrity failures of one series
+become ``outcome="failed"`` (after in-task retries with backoff for retryable ones);
+destination failures (:class:`~mirror.errors.StoreError`) propagate, since no other
+series can succeed either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from mirror.archive.port import Archive, SeriesRecord
+from mirror.errors import IntegrityError, MirrorError, ObjectNotFound, StoreError
+from mirror.layout import SeriesSidecar, check_uid, content_hash
+from mirror.storage.keys import check_key
+from mirror.storage.oserrors import store_errors
+from mirror.storage.port import Store
+from mirror.sync import commit
+from mirror.sync.audit import iter_sidecars, read_sidecar, verify_series
+from mirror.sync.fetch import download, remove_quietly
+from mirror.sync.verify_zip import ExtractedSeries, extract_verified
+
+__all__ = [
+    "FetchSettings",
+    "SeriesResult",
+    "SeriesTask",
+    "iter_sidecars",
+    "read_sidecar",
+    "sync_batch",
+    "sync_series",
+    "verify_series",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSettings:
+    scratch_dir: str | None = None  # zip download + (non-local stores) extraction
+    max_attempts: int = 4  # whole-series download attempts for retryable errors
+    backoff_initial: float = 1.0  # seconds, exponential with jitter
+    backoff_max: float = 60.0  # also caps an upstream Retry-After
+    max_series_bytes: int = 256 * 2**30  # refuse absurd streams (hostile sizes)
+    max_entry_bytes: int = 8 * 2**30
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesTask:
+    record: SeriesRecord  # from the listing (ImageCount, FileSize, fingerprint…)
+    path: str  # relative series folder (layout.series_path(...))
+    series_version: int  # 1 for new; previous+1 when content changes
+    run_id: str
+    previous: SeriesSidecar | None = None  # what the ledger believes is committed at `path`
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesResult:
+    series_uid: str
+    outcome: str  # "committed" | "unchanged" | "failed"
+    sidecar: SeriesSidecar | None  # the committed sidecar ("committed"/"unchanged")
+    bytes_downloaded: int
+    attempts: int
+    seconds: float
+    error_class: str = ""  # e.g. "ChecksumMismatch", "AccessDenied"
+    message: str = ""
+    retryable: bool = False
+
+
+@dataclass(slots=True)
+class _Meter:
+    bytes: int = 0
+    attempts: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+def sync_series(
+    task: SeriesTask,
+    archive: Archive,
+    store: Store,
+    settings: FetchSettings,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SeriesResult:
+    """Fetch, verify and commit one series; see the module docstring for failure rules."""
+    check_uid(task.record.series_uid)
+    check_key(task.path)
+    commit.check_run_id(task.run_id)
+    meter = _Meter()
+    rng = random.Random(task.record.series_uid)  # deterministic jitter per series
+    while True:
+        meter.attempts += 1
+        try:
+            outcome, sidecar = _attempt(task, archive, store, settings, meter)
+            return _result(task, meter, outcome, sidecar)
+        except StoreError:
+            raise
+        except MirrorError as exc:
+            if not exc.retryable or meter.attempts >= settings.max_attempts:
+                log.warning("series %s failed: %s", task.record.series_uid, exc)
+                return _failed(task, meter, exc)
+            delay = backoff_delay(meter.attempts, exc, settings, rng)
+            log.info("series %s: %s; retry in %.1fs", task.record.series_uid, exc, delay)
+            sleep(delay)
+
+
+def sync_batch(
+    tasks: Sequence[SeriesTask], archive: Archive, store: Store, settings: FetchSettings
+) -> list[SeriesResult]:
+    """Several (tiny) series in one Dask task, to amortise per-task scheduler overhead."""
+    return [sync_series(task, archive, store, settings) for task in tasks]
+
+
+def backoff_delay(
+    attempt: int, exc: MirrorError, settings: FetchSettings, rng: random.Random
+) -> float:
+    """Exponential backoff with jitter (0.5 to 1 times); an upstream Retry-After wins if longer."""
+    base = min(settings.backoff_max, settings.backoff_initial * 2 ** (attempt - 1))
+    delay = base * (0.5 + rng.random() / 2)
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int | float) and retry_after > delay:
+        return min(float(retry_after), settings.backoff_max)
+    return float(delay)
+
+
+# --- one attempt -------------------------------------------------------------------------
+
+
+def _attempt(
+    task: SeriesTask, archive: Archive, store: Store, settings: FetchSettings, meter: _Meter
+) -> tuple[str, SeriesSidecar]:
+    root = commit.local_root(store)
+    with _staging(task, settings, root) as staged_dir:
+        staged = _fetch_verified(task, archive, settings, staged_dir, meter)
+        return _publish(task, store, root, staged)
+
+
+def _fetch_verified(
+    task: SeriesTask, archive: Archive, settings: FetchSettings, dest: str, meter: _Meter
+) -> ExtractedSeries:
+    uid = task.record.series_uid
+    with _scratch_zip(settings, uid) as zip_path:
+        meter.bytes += download(archive, task.record, zip_path, settings.max_series_bytes)
+        with store_errors(f"extract series {uid} into {dest}", missing_ok=True):
+            return extract_verified(
+                zip_path, dest, task.record, max_entry_bytes=settings.max_entry_bytes
+            )
+
+
+def _publish(
+    task: SeriesTask, store: Store, root: str | None, staged: ExtractedSeries
+) -> tuple[str, SeriesSidecar]:
+    current = _current_sidecar(task, store)
+    if (
+        current is not None
+        and current.content_hash == content_hash(staged.instances)
+        and commit.files_present(store, current)
+    ):
+        updated = commit.refreshed(current, task.record)
+        if updated != current:
+            store.put_bytes(commit.sidecar_key(task.path), updated.to_json())
+        return "unchanged", updated
+    sidecar = commit.build_sidecar(
+        task.record, task.path, staged.instances,
+        series_version=task.series_version, run_id=task.run_id,
+    )
+    if root is not None:
+        commit.commit_local(store, root, staged, sidecar)
+    else:
+        commit.commit_objects(store, staged, sidecar)
+    return "committed", sidecar
+
+
+def _current_sidecar(task: SeriesTask, store: Store) -> SeriesSidecar | None:
+    """What is committed at ``task.path`` now; the store is the truth, not the hint."""
+    try:
+        current = read_sidecar(store, task.path)
+    except ObjectNotFound:
+        return None
+    except IntegrityError as exc:
+        log.warning("series %s: ignoring unreadable sidecar: %s", task.record.series_uid, exc)
+        return None
+    if current.series_uid != task.record.series_uid:
+        return None
+    if task.previous is not None and task.previous.content_hash != current.content_hash:
+        log.info("series %s: ledger and destination disagree; trusting the destination",
+                 task.record.series_uid)
+    return current
+
+
+@contextlib.contextmanager
+def _staging(task: SeriesTask, settings: FetchSettings, root: str | None) -> Iterator[str]:
+    if root is not None:
+        with commit.local_staging(root, task.run_id, task.record.series_uid) as staged:
+            yield staged
+        return
+    with store_errors(f"scratch folder in {settings.scratch_dir or tempfile.gettempdir()}",
+                      missing_ok=True):
+        holder = tempfile.TemporaryDirectory(prefix="mirror-series-", dir=settings.scratch_dir)
+    with holder as path:
+        yield path
+
+
+@contextlib.contextmanager
+def _scratch_zip(settings: FetchSettings, series_uid: str) -> Iterator[str]:
+    with store_errors(f"scratch file in {settings.scratch_dir or tempfile.gettempdir()}",
+                      missing_ok=True):
+        fd, path = tempfile.mkstemp(
+            prefix=f"mirror-{series_uid}-", suffix=".zip.part", dir=settings.scratch_dir
+        )
+        os.close(fd)
+    try:
+        yield path
+    finally:
+        remove_quietly(path)
+
+
+# --- results -----------------------------------------------------------------------------
+
+
+def _result(
+    task: SeriesTask, meter: _Meter, outcome: str, sidecar: SeriesSidecar
+) -> SeriesResult:
+    return SeriesResult(
+        series_uid=task.record.series_uid,
+        outcome=outcome,
+        sidecar=sidecar,
+        bytes_downloaded=meter.bytes,
+        attempts=meter.attempts,
+        seconds=time.monotonic() - meter.started,
+    )
+
+
+def _failed(task: SeriesTask, meter: _Meter, exc: MirrorError) -> SeriesResult:
+    return SeriesResult(
+        series_uid=task.record.series_uid,
+        outcome="failed",
+        sidecar=None,
+        bytes_downloaded=meter.bytes,
+        attempts=meter.attempts,
+        seconds=time.monotonic() - meter.started,
+        error_class=type(exc).__name__,
+        message=str(exc),
+        retryable=exc.retryable,
+    )
