@@ -1,0 +1,133 @@
+"""Ready-made simulated archives: ``tiny`` (tests), ``demo`` and ``tcga`` (real shape)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mirror.archive.sim.model import SimArchive
+from mirror.errors import UsageError
+
+TCGA_CATALOG = Path("/work/shared/data/tcga_catalog.parquet")
+RADIOLOGY = ("CT", "MR", "PT", "CR", "DX", "MG", "NM", "OT")
+
+# (collection, patient, modality, instances, size, extra add_series kwargs)
+_TINY: tuple[tuple[str, str, str, int, int, dict[str, Any]], ...] = (
+    ("Sim-Lung", "SL-001", "CT", 5, 32, {}),
+    ("Sim-Lung", "SL-001", "PT", 3, 32, {}),
+    ("Sim-Lung", "SL-002", "CT", 6, 64, {"acquisitions": 2}),
+    ("Sim-Brain", "SB-001", "MR", 4, 32, {"body_part": "HEAD"}),
+    ("Sim-Brain", "SB-001", "MR", 2, 64, {"body_part": "HEAD", "shuffle": True}),
+    ("Sim-Brain", "SB-002", "CT", 3, 32, {"body_part": "HEAD"}),
+)
+
+
+def tiny(sim: SimArchive) -> SimArchive:
+    """2 collections, 6 series of 2-6 small instances; lists and serves in milliseconds."""
+    for collection, patient, modality, count, size, extra in _TINY:
+        sim.add_series(
+            collection,
+            patient_id=patient,
+            modality=modality,
+            n_instances=count,
+            rows=size,
+            cols=size,
+            **extra,
+        )
+    return sim
+
+
+def demo(sim: SimArchive) -> SimArchive:
+    """3 collections, about 50 series (CT, MR, PT, some SEG/RTSTRUCT), small images."""
+    rng = random.Random(sim.seed)
+    for collection in ("Demo-Lung-CT", "Demo-Brain-MR", "Demo-HeadNeck"):
+        for p in range(1, 7):
+            patient = f"{collection.split('-')[1][:2].upper()}-{p:03d}"
+            for modality in rng.sample(["CT", "MR", "PT", "CT"], k=rng.randint(2, 3)):
+                size = rng.choice((64, 96, 128))
+                sim.add_series(
+                    collection,
+                    patient_id=patient,
+                    modality=modality,
+                    n_instances=rng.randint(5, 40),
+                    rows=size,
+                    cols=size,
+                    shuffle=rng.random() < 0.3,
+                )
+            if rng.random() < 0.3:
+                sim.add_series(collection, patient_id=patient, modality="RTSTRUCT", n_instances=1)
+    return sim
+
+
+def _tcga_name(collection_id: str) -> str:
+    return collection_id.upper().replace("_", "-")
+
+
+def tcga(
+    sim: SimArchive,
+    *,
+    collections: Sequence[str] | None = None,
+    max_series: int | None = 20,
+    max_instances: int | None = 200,
+    scale: int = 8,
+    catalog: Path | str = TCGA_CATALOG,
+) -> SimArchive:
+    """Series shaped like TCGA radiology in the IDC catalogue (real names, UIDs, counts).
+
+    Pixel matrices are 512/``scale`` square; ``max_series`` caps series per collection and
+    ``max_instances`` caps instances per series so the archive fits a laptop.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(catalog)
+    table = table.filter(pc.is_null(table["analysis_result_id"]))
+    table = table.filter(pc.is_in(table["Modality"], value_set=_pa_strings(RADIOLOGY)))
+    wanted = {c.lower().replace("-", "_") for c in collections} if collections else None
+    per_collection: dict[str, int] = {}
+    size = max(8, 512 // max(1, scale))
+    for row in table.to_pylist():
+        cid = row["collection_id"]
+        if wanted is not None and cid not in wanted:
+            continue
+        if max_series is not None and per_collection.get(cid, 0) >= max_series:
+            continue
+        per_collection[cid] = per_collection.get(cid, 0) + 1
+        count = int(row["instanceCount"] or 1)
+        sim.add_series(
+            _tcga_name(cid),
+            patient_id=row["PatientID"],
+            modality=row["Modality"],
+            n_instances=min(count, max_instances) if max_instances else count,
+            rows=size,
+            cols=size,
+            study_uid=row["StudyInstanceUID"],
+            series_uid=row["SeriesInstanceUID"],
+            description=row["SeriesDescription"] or "",
+            body_part=row["BodyPartExamined"] or "",
+            manufacturer=row["Manufacturer"] or "",
+            study_date=row["StudyDate"],
+        )
+    return sim
+
+
+def _pa_strings(values: Sequence[str]) -> Any:
+    import pyarrow as pa
+
+    return pa.array(list(values), type=pa.string())
+
+
+def build_preset(name: str, seed: int = 0, **kwargs: Any) -> SimArchive:
+    builders = {"tiny": tiny, "demo": demo}
+    preset_options = {k: kwargs.pop(k) for k in list(kwargs) if k in _TCGA_OPTIONS}
+    sim = SimArchive(seed=seed, **kwargs)
+    if name == "tcga":
+        return tcga(sim, **preset_options)
+    if name not in builders:
+        raise UsageError(f"unknown preset {name!r}; choose tiny, demo or tcga")
+    return builders[name](sim)
+
+
+_TCGA_OPTIONS = frozenset({"collections", "max_series", "max_instances", "scale", "catalog"})

@@ -1,0 +1,48 @@
+"""Fixtures shared by every test area: the simulated archive, served, and a client for it.
+
+``sim`` is a fresh ``tiny`` preset (2 collections, 6 small series), ``archive_server``
+serves it on 127.0.0.1 at a random port, ``archive`` is an ``NbiaArchive`` pointed at it
+whose retry backoff never sleeps (the waits it asked for are recorded in
+``archive_sleeps``). No test sleeps for real: stamina runs in testing mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import stamina
+
+from mirror.archive.nbia import NbiaArchive
+from mirror.archive.sim import SimArchive, SimServer, serve_archive
+
+
+@pytest.fixture(autouse=True)
+def _no_real_backoff() -> Iterator[None]:
+    # cap=True keeps each caller's own attempt count (up to 10) but skips the waits.
+    stamina.set_testing(True, attempts=10, cap=True)
+    yield
+    stamina.set_testing(False)
+
+
+@pytest.fixture
+def sim() -> SimArchive:
+    return SimArchive.preset("tiny", seed=0)
+
+
+@pytest.fixture
+def archive_server(sim: SimArchive) -> Iterator[SimServer]:
+    with serve_archive(sim, host="127.0.0.1", port=0) as server:
+        yield server
+
+
+@pytest.fixture
+def archive_sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def archive(archive_server: SimServer, archive_sleeps: list[float]) -> Iterator[NbiaArchive]:
+    client = NbiaArchive(archive_server.base_url, sleep=archive_sleeps.append, read_timeout=60.0)
+    yield client
+    client.close()
