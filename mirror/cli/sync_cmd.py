@@ -1,9 +1,366 @@
-"""Command group registration (filled in by the owning subsystem)."""
+"""``mirror sync``, ``status``, ``verify``, ``ledger rebuild`` and ``demo``: thin wrappers."""
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from mirror.cli import run
+from mirror.config import LEDGER_NAME as _LEDGER
+from mirror.config import (
+    ClusterConfig,
+    Selection,
+    SyncConfig,
+    archive_url_from_env,
+    resolve_state_dir,
+    scheduler_from_env,
+    store_options_from_env,
+)
+from mirror.errors import EXIT_VERIFY
+from mirror.layout import DEFAULT_TEMPLATE
+from mirror.sync.plan import DEFAULT_MAX_DELETE, MaxDelete
+from mirror.sync.report import RunSummary
+from mirror.sync.run import Progress, ProgressFn
+
+Dest = Annotated[
+    str, typer.Option("--dest", help="Destination: a folder, file://, s3://bucket/prefix.")
+]
+StateDir = Annotated[
+    str | None,
+    typer.Option(
+        "--state-dir", help="Ledger + lock folder (env MIRROR_STATE_DIR).", show_default=False
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+ledger_app = typer.Typer(help="Maintain the sync ledger.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the top-level app."""
+    app.command("sync")(sync_command)
+    app.command("status")(status_command)
+    app.command("verify")(verify_command)
+    app.command("demo")(demo_command)
+    app.add_typer(ledger_app, name="ledger")
+    ledger_app.command("rebuild")(rebuild_command)
+
+
+def sync_command(  # noqa: PLR0917 - one parameter per CLI option
+    collections: Annotated[
+        list[str] | None, typer.Argument(help="Collections (default: all mirrored).")
+    ] = None,
+    dest: Dest = ...,  # type: ignore[assignment]
+    archive: Annotated[
+        str | None, typer.Option("--archive", help="NBIA API base URL (env MIRROR_ARCHIVE_URL).")
+    ] = None,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", help="A .tcia manifest or a UID list.")
+    ] = None,
+    modality: Annotated[
+        list[str] | None, typer.Option("--modality", help="Only this modality (repeatable).")
+    ] = None,
+    patient: Annotated[
+        list[str] | None, typer.Option("--patient", help="Only this PatientID (repeatable).")
+    ] = None,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="List every collection: find withdrawals and silent changes."),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Plan only; print counts and bytes.")
+    ] = False,
+    delete: Annotated[
+        bool,
+        typer.Option(
+            "--delete", help="Move withdrawn series to _attic/<run_id>/ (default: tombstone)."
+        ),
+    ] = False,
+    max_delete: Annotated[
+        str, typer.Option("--max-delete", help="Abort (exit 6) above N or P% withdrawals.")
+    ] = str(DEFAULT_MAX_DELETE),
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Dask scheduler address (env DASK_SCHEDULER_ADDRESS)."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Embedded worker processes (0: threads only).")
+    ] = 2,
+    threads: Annotated[int, typer.Option("--threads", help="Threads per worker.")] = 8,
+    http_slots: Annotated[
+        int, typer.Option("--downloads-per-worker", help="Concurrent series downloads per worker.")
+    ] = 4,
+    max_connections: Annotated[
+        int | None,
+        typer.Option("--max-connections", help="Cluster-wide cap on concurrent downloads."),
+    ] = None,
+    state_dir: StateDir = None,
+    layout: Annotated[
+        str, typer.Option("--layout", help="Series path template.")
+    ] = DEFAULT_TEMPLATE,
+    summary_json: Annotated[
+        Path | None, typer.Option("--summary-json", help="Write the run summary here (atomic).")
+    ] = None,
+    metrics: Annotated[
+        Path | None, typer.Option("--metrics", help="Prometheus textfile (.prom) to write.")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Incrementally mirror collections into DEST; exit codes are documented in the README."""
+
+    def call() -> RunSummary:
+        from mirror.sync.manifest import read_manifest
+        from mirror.sync.service import sync
+
+        config = SyncConfig(
+            dest=dest,
+            archive_url=archive_url_from_env(archive),
+            selection=Selection(
+                collections=tuple(collections or ()),
+                manifest_uids=tuple(read_manifest(manifest)) if manifest else None,
+                modalities=tuple(modality or ()),
+                patients=tuple(patient or ()),
+            ),
+            full=full,
+            dry_run=dry_run,
+            delete=delete,
+            max_delete=MaxDelete.parse(max_delete),
+            state_dir=state_dir,
+            layout=layout,
+            summary_json=str(summary_json) if summary_json else None,
+            metrics=str(metrics) if metrics else None,
+            cluster=ClusterConfig(
+                scheduler=scheduler_from_env(scheduler),
+                workers=workers,
+                threads=threads,
+                http_slots=http_slots,
+                max_connections=max_connections,
+            ),
+            store_options=store_options_from_env(dest),
+        )
+        with _progress_display(as_json) as progress:
+            return sync(config, progress=progress)
+
+    summary = run(call)
+    _print_summary(summary, as_json)
+    raise typer.Exit(summary.exit_code)
+
+
+def status_command(dest: Dest, state_dir: StateDir = None, as_json: AsJson = False) -> None:
+    """Series per state and collection, the last runs and the watermarks."""
+    from mirror.sync.ops import status
+
+    report = run(lambda: status(dest, resolve_state_dir(dest, state_dir) / _LEDGER))
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=1, sort_keys=True))
+        return
+    _print_status(report.to_dict())
+
+
+def verify_command(
+    dest: Dest,
+    deep: Annotated[bool, typer.Option("--deep", help="Re-read and hash every file.")] = False,
+    state_dir: StateDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Check every present series against its sidecar; exit 5 on any problem."""
+    from mirror.storage import open_store
+    from mirror.sync.ops import verify
+
+    def call() -> Any:
+        store = open_store(dest, **store_options_from_env(dest))
+        return verify(store, resolve_state_dir(dest, state_dir) / _LEDGER, deep=deep)
+
+    report = run(call)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=1, sort_keys=True))
+    else:
+        for broken in report.broken:
+            for problem in broken.problems:
+                typer.echo(f"BROKEN {broken.series_uid}: {problem}", err=True)
+        state = "ok" if report.ok else f"{len(report.broken)} series broken"
+        typer.echo(f"verify{' --deep' if deep else ''}: {report.checked} series checked, {state}")
+    if not report.ok:
+        raise typer.Exit(EXIT_VERIFY)
+
+
+def rebuild_command(dest: Dest, state_dir: StateDir = None) -> None:
+    """Recreate the ledger from the destination's _series.json sidecars."""
+    from mirror.storage import open_store
+    from mirror.sync.ops import rebuild_ledger
+
+    def call() -> Any:
+        store = open_store(dest, **store_options_from_env(dest))
+        return rebuild_ledger(store, resolve_state_dir(dest, state_dir) / _LEDGER)
+
+    report = run(call)
+    if report.backup:
+        typer.echo(f"previous ledger kept as {report.backup}")
+    for path in report.unreadable:
+        typer.echo(f"unreadable sidecar skipped: {path}", err=True)
+    typer.echo(f"ledger rebuilt at {report.ledger_path}: {report.series} series present")
+
+
+def demo_command(
+    dest: Annotated[Path, typer.Option("--dest", help="Folder to mirror into.")] = Path(
+        "demo-mirror"
+    ),
+    preset: Annotated[
+        str, typer.Option("--preset", help="Simulated archive: tiny or demo.")
+    ] = "demo",
+    workers: Annotated[
+        int, typer.Option("--workers", help="Worker processes (0: threads only).")
+    ] = 2,
+) -> None:
+    """Serve a simulated TCIA on 127.0.0.1 and mirror it into DEST (offline, no setup)."""
+    from mirror.sync.demo import demo
+
+    config = SyncConfig(dest=str(dest), cluster=ClusterConfig(workers=workers, threads=4))
+
+    def call() -> Any:
+        with _progress_display(False) as progress:
+            return demo(
+                config,
+                preset=preset,
+                progress=progress,
+                on_server=lambda url: typer.echo(f"simulated archive at {url}", err=True),
+            )
+
+    result = run(call)
+    _print_demo(result)
+    raise typer.Exit(result.summary.exit_code)
+
+
+# --- output -------------------------------------------------------------------------------
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _print_summary(summary: RunSummary, as_json: bool) -> None:
+    if as_json:
+        typer.echo(summary.to_json(), nl=False)
+        return
+    c = summary.counts
+    if summary.plan is not None:
+        p = summary.plan["counts"]
+        typer.echo(
+            f"dry run: {p['new']} new, {p['changed']} changed, {p['retry']} to retry, "
+            f"{p['unchanged']} unchanged, {p['withdrawn']} withdrawn upstream; "
+            f"{_human_bytes(summary.plan['bytes_to_fetch'])} to fetch"
+        )
+    else:
+        typer.echo(
+            f"sync {summary.run_id}: {summary.status} (exit {summary.exit_code}): "
+            f"{c['downloaded']} new, {c['updated']} updated, {c['unchanged']} unchanged, "
+            f"{c['withdrawn']} withdrawn, {c['failed']} failed; "
+            f"{_human_bytes(summary.bytes['downloaded'])} downloaded in {summary.duration_s:.1f} s"
+        )
+    for failure in summary.failures[:20]:
+        typer.echo(
+            f"FAILED {failure.series_uid} ({failure.error_class}): {failure.message}", err=True
+        )
+    if summary.error:
+        typer.echo(f"error: {summary.error}", err=True)
+
+
+def _print_status(data: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"mirror at {data['destination']}")
+    states = ["present", "in_progress", "failed", "withdrawn"]
+    table.add_column("collection")
+    for state in states:
+        table.add_column(state, justify="right")
+    for name, counts in sorted(data["collections"].items()):
+        table.add_row(name, *(str(counts.get(s, 0)) for s in states))
+    console = Console()
+    console.print(table)
+    console.print(f"{_human_bytes(data['bytes_present'])} present; ledger {data['ledger']}")
+    for label in ("last_run", "last_success"):
+        run_info = data[label]
+        if run_info:
+            console.print(
+                f"{label}: {run_info['run_id']} exit {run_info['exit_code']} "
+                f"at {run_info['finished_at']}"
+            )
+    for name, wm in sorted(data["watermarks"].items()):
+        console.print(f"watermark {name}: {wm or 'none (next run lists it in full)'}")
+
+
+def _print_demo(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"demo mirror in {result.dest}")
+    table.add_column("collection")
+    table.add_column("series", justify="right")
+    for name, count in sorted(result.collections.items()):
+        table.add_row(name, str(count))
+    console.print(table)
+    _print_summary(result.summary, False)
+    console.print("next, try:")
+    for cmd in (
+        f"mirror status --dest {result.dest}",
+        f"mirror verify --dest {result.dest} --deep",
+        f"mirror sync --dest {result.dest} --dry-run --archive URL",
+        "mirror --help",
+    ):
+        console.print(f"  {cmd}")
+
+
+def _quiet_dask() -> None:
+    # distributed sets its own loggers to INFO when first imported (after our logging
+    # setup); keep them at WARNING unless the user asked for -vv.
+    import logging
+
+    import distributed  # noqa: F401 - imported for its logging side effect
+
+    if logging.getLogger("mirror").getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
+@contextmanager
+def _progress_display(quiet: bool) -> Iterator[ProgressFn | None]:
+    """A rich bar on a terminal; plain log-friendly lines otherwise."""
+    _quiet_dask()
+    if quiet:
+        yield None
+        return
+    if not sys.stderr.isatty():
+        yield _line_progress()
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bar
+
+    with Bar(
+        "{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+    ) as bar:
+        task_id = bar.add_task("series", total=None)
+
+        def update(event: Progress) -> None:
+            bar.update(task_id, completed=event.done, total=event.total)
+
+        yield update
+
+
+def _line_progress() -> Callable[[Progress], None]:
+    def report(event: Progress) -> None:
+        step = max(1, event.total // 20)
+        if event.done % step == 0 or event.done == event.total or event.outcome == "failed":
+            typer.echo(f"[{event.done}/{event.total}] {event.series_uid} {event.outcome}", err=True)
+
+    return report

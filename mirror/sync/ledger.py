@@ -332,6 +332,17 @@ class Ledger:
             )
             _event(tx, run_id, series_uid, "withdrawn", detail, now=now)
 
+    def mark_broken(self, series_uid: str, run_id: str, detail: str) -> None:
+        """``verify`` found it damaged: the next sync fetches it again."""
+        now = utcnow()
+        with self._tx() as tx:
+            tx.execute(
+                "UPDATE series SET state = 'failed', last_error_class = 'VerifyFailed',"
+                " last_error = ?, updated_at = ? WHERE series_uid = ?",
+                (detail, now, series_uid),
+            )
+            _event(tx, run_id, series_uid, "verify_failed", detail, now=now)
+
     def upsert_from_sidecar(self, sidecar: SeriesSidecar) -> None:
         """``ledger rebuild``: a sidecar in the destination proves a present series."""
         now = utcnow()

@@ -1,0 +1,69 @@
+"""Open a Dask client: an existing scheduler, or an embedded LocalCluster. Kept thin."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from mirror.config import ClusterConfig
+from mirror.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+HTTP_RESOURCE = "tcia_http"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterHandle:
+    client: Any  # distributed.Client (untyped library)
+    kind: str
+    workers: int
+    threads: int
+    use_resources: bool  # every worker advertises tcia_http, so tasks may ask for it
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "workers": self.workers, "threads": self.threads}
+
+
+@contextmanager
+def open_cluster(config: ClusterConfig) -> Iterator[ClusterHandle]:
+    from distributed import Client, LocalCluster
+
+    if config.scheduler:
+        try:
+            client = Client(config.scheduler, timeout="30s")  # type: ignore[no-untyped-call]
+        except OSError as exc:
+            raise UsageError(f"cannot reach Dask scheduler {config.scheduler}: {exc}") from exc
+        with client:
+            yield _handle(client, config.kind)
+        return
+    processes = config.workers > 0
+    cluster = LocalCluster(  # type: ignore[no-untyped-call]
+        n_workers=max(config.workers, 1),
+        threads_per_worker=config.threads,
+        processes=processes,
+        resources={HTTP_RESOURCE: config.http_slots},
+        dashboard_address=None,
+        silence_logs=logging.WARNING,
+    )
+    with cluster, Client(cluster) as client:  # type: ignore[no-untyped-call]
+        yield _handle(client, config.kind)
+
+
+def _handle(client: Any, kind: str) -> ClusterHandle:
+    workers = client.scheduler_info().get("workers", {})
+    threads = sum(int(w.get("nthreads", 0)) for w in workers.values())
+    with_resource = [w for w in workers.values() if HTTP_RESOURCE in (w.get("resources") or {})]
+    use_resources = bool(workers) and len(with_resource) == len(workers)
+    if workers and not use_resources:
+        # A task asking for a resource no worker offers would wait forever.
+        log.warning(
+            "workers do not advertise the %s resource (start them with "
+            "--resources %s=4); per-worker download caps are off",
+            HTTP_RESOURCE,
+            HTTP_RESOURCE,
+        )
+    return ClusterHandle(client, kind, len(workers), threads, use_resources)

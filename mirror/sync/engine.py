@@ -1,0 +1,215 @@
+"""Run series tasks on Dask: bounded in-flight window, results streamed back to the driver.
+
+The engine knows nothing about the ledger: the driver passes callbacks. Tasks are small
+picklable records; the Archive and Store objects are scattered once; DICOM bytes never pass
+through the scheduler (each task writes to the destination itself).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import CancelledError
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mirror.archive.port import Archive, SeriesRecord
+from mirror.errors import StoreError
+from mirror.storage.port import Store
+
+log = logging.getLogger(__name__)
+
+SMALL_SERIES_BYTES = 2 * 2**20
+BATCH_SIZE = 32
+SEMAPHORE_NAME = "tcia-mirror-http"
+
+
+class TaskLike(Protocol):
+    @property
+    def record(self) -> SeriesRecord: ...
+
+
+class ResultLike(Protocol):
+    @property
+    def series_uid(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorkUnit:
+    """One Dask task: a single series, or a batch of tiny ones (per-task overhead ~1 ms)."""
+
+    key: str
+    tasks: tuple[Any, ...]  # SeriesTask records
+
+
+def make_units(
+    tasks: Sequence[TaskLike],
+    run_id: str,
+    *,
+    pass_no: int = 1,
+    small_bytes: int = SMALL_SERIES_BYTES,
+    batch_size: int = BATCH_SIZE,
+) -> list[WorkUnit]:
+    """Group tiny series (listing FileSize under ``small_bytes``) into batches."""
+    small = [t for t in tasks if 0 < t.record.file_size < small_bytes]
+    large = [t for t in tasks if not 0 < t.record.file_size < small_bytes]
+    units = [WorkUnit(f"series-{run_id}-{pass_no}-{t.record.series_uid}", (t,)) for t in large]
+    for start in range(0, len(small), batch_size):
+        chunk = tuple(small[start : start + batch_size])
+        units.append(WorkUnit(f"batch-{run_id}-{pass_no}-{start // batch_size}", chunk))
+    return units
+
+
+def run_unit(
+    tasks: tuple[Any, ...], archive: Archive, store: Store, settings: Any, semaphore: Any = None
+) -> list[Any]:
+    """Executed on a worker. Raises only StoreError (the destination is broken)."""
+    from mirror.sync.task import sync_batch, sync_series
+
+    guard: AbstractContextManager[Any] = semaphore if semaphore is not None else nullcontext()
+    with guard:
+        if len(tasks) == 1:
+            return [sync_series(tasks[0], archive, store, settings)]
+        return list(sync_batch(list(tasks), archive, store, settings))
+
+
+OnResult = Callable[[Any, Any], None]  # (task, SeriesResult)
+OnError = Callable[[Any, str, str, bool], None]  # (task, error_class, message, retryable)
+
+
+@dataclass(slots=True)
+class EngineReport:
+    submitted: int = 0
+    completed_units: int = 0
+    fatal: StoreError | None = None
+    stopped: bool = False
+    unsubmitted: list[Any] = field(default_factory=list)  # tasks never sent (stop or fatal)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    window: int = 16  # units in flight
+    use_resources: bool = True
+    max_connections: int | None = None
+
+
+class Engine:
+    """Submit units through a bounded window and hand every result to the driver."""
+
+    def __init__(
+        self,
+        client: Any,
+        archive: Archive,
+        store: Store,
+        settings: Any,
+        *,
+        options: EngineOptions,
+        unit_fn: Callable[..., list[Any]] = run_unit,
+    ) -> None:
+        self._client = client
+        self._options = options
+        self._unit_fn = unit_fn
+        self._archive = client.scatter(archive, broadcast=True, hash=False)
+        self._store = client.scatter(store, broadcast=True, hash=False)
+        self._settings = settings
+        self._semaphore = self._make_semaphore(options.max_connections)
+
+    def _make_semaphore(self, max_connections: int | None) -> Any:
+        if not max_connections:
+            return None
+        from distributed import Semaphore
+
+        return Semaphore(max_leases=max_connections, name=SEMAPHORE_NAME)  # type: ignore[no-untyped-call]
+
+    def _submit(self, unit: WorkUnit) -> Any:
+        resources = {"tcia_http": 1} if self._options.use_resources else None
+        return self._client.submit(
+            self._unit_fn,
+            unit.tasks,
+            self._archive,
+            self._store,
+            self._settings,
+            self._semaphore,
+            key=unit.key,
+            pure=False,
+            retries=0,
+            resources=resources,
+        )
+
+    def run(
+        self,
+        units: Sequence[WorkUnit],
+        on_result: OnResult,
+        on_error: OnError,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> EngineReport:
+        from distributed import as_completed
+
+        report = EngineReport()
+        todo: Iterator[WorkUnit] = iter(units)
+        inflight: dict[Any, WorkUnit] = {}
+        window = as_completed()  # type: ignore[no-untyped-call]
+        for unit in _take(todo, self._options.window):
+            self._add(window, inflight, unit, report)
+        try:
+            for future in window:
+                unit = inflight.pop(future)
+                report.completed_units += 1
+                self._deliver(future, unit, on_result, on_error, report)
+                if report.fatal is not None or should_stop():
+                    report.stopped = report.fatal is None
+                    break
+                for nxt in _take(todo, 1):
+                    self._add(window, inflight, nxt, report)
+        finally:
+            self._cancel(inflight)
+        for unit in [*inflight.values(), *todo]:
+            report.unsubmitted.extend(unit.tasks)
+        return report
+
+    def _add(
+        self, window: Any, inflight: dict[Any, WorkUnit], unit: WorkUnit, r: EngineReport
+    ) -> None:
+        future = self._submit(unit)
+        inflight[future] = unit
+        window.add(future)
+        r.submitted += 1
+
+    def _deliver(
+        self, future: Any, unit: WorkUnit, on_result: OnResult, on_error: OnError, r: EngineReport
+    ) -> None:
+        try:
+            results = future.result()
+        except StoreError as exc:
+            r.fatal = exc
+            for task in unit.tasks:
+                on_error(task, type(exc).__name__, str(exc), False)
+            return
+        except (Exception, CancelledError) as exc:
+            # KilledWorker, a lost or cancelled future, a bug in the task: the series is
+            # recorded failed-retryable, never silently lost.
+            log.warning("task %s failed on the cluster: %s: %s", unit.key, type(exc).__name__, exc)
+            for task in unit.tasks:
+                on_error(task, type(exc).__name__, str(exc) or repr(exc), True)
+            return
+        by_uid = {res.series_uid: res for res in results}
+        for task in unit.tasks:
+            res = by_uid.get(task.record.series_uid)
+            if res is None:
+                on_error(task, "MissingResult", "the task returned no result", True)
+            else:
+                on_result(task, res)
+
+    def _cancel(self, inflight: dict[Any, WorkUnit]) -> None:
+        if inflight:
+            self._client.cancel(list(inflight), force=True)
+
+
+def _take(it: Iterator[WorkUnit], n: int) -> list[WorkUnit]:
+    out: list[WorkUnit] = []
+    for unit in it:
+        out.append(unit)
+        if len(out) >= n:
+            break
+    return out

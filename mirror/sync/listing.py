@@ -1,0 +1,139 @@
+"""Ask the archive what exists, as cheaply as the ledger allows (driver side, no Dask).
+
+First run of a collection, or ``--full``: list it completely (withdrawals become visible).
+Otherwise one ``getUpdatedSeries(watermark - overlap)`` call for all incremental
+collections, plus a per-UID lookup for series a previous run left unfinished.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from mirror.archive.port import Archive, SeriesRecord
+from mirror.config import Selection
+from mirror.errors import UsageError
+from mirror.sync.plan import PENDING_STATES, LedgerEntry, PlanScope
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    records: tuple[SeriesRecord, ...]
+    scope: PlanScope
+    advance: frozenset[str]  # collections whose watermark moves if the run exits 0
+    watermark_before: date | None
+    not_found: tuple[str, ...] = ()  # manifest UIDs the archive does not list
+
+    @property
+    def collections(self) -> frozenset[str]:
+        return self.scope.collections or frozenset()
+
+
+def gather(
+    archive: Archive,
+    held: Mapping[str, LedgerEntry],
+    watermarks: Mapping[str, date | None],
+    selection: Selection,
+    *,
+    full: bool,
+    overlap_days: int,
+) -> Listing:
+    if selection.manifest_uids is not None:
+        return _from_manifest(archive, selection)
+    targets = _targets(archive, held, watermarks, selection)
+    full_set = frozenset(c for c in targets if full or watermarks.get(c) is None)
+    incremental = targets - full_set
+    records: list[SeriesRecord] = []
+    for collection in sorted(full_set):
+        records.extend(archive.series(collection))
+    before = min((watermarks[c] for c in incremental), default=None)  # type: ignore[type-var]
+    if incremental and before is not None:
+        since = before - timedelta(days=overlap_days)
+        records.extend(r for r in archive.updated_series(since) if r.collection in incremental)
+    scope = _scope(selection, targets, full_set)
+    records.extend(_pending_lookups(archive, held, records, scope))
+    first_wm = None if full_set else before
+    advance = frozenset() if selection.filtered else targets
+    return Listing(tuple(records), scope, advance, first_wm)
+
+
+def _scope(selection: Selection, targets: frozenset[str], listed: frozenset[str]) -> PlanScope:
+    return PlanScope(
+        collections=targets,
+        listed=listed,
+        modalities=frozenset(selection.modalities),
+        patients=frozenset(selection.patients),
+    )
+
+
+def _targets(
+    archive: Archive,
+    held: Mapping[str, LedgerEntry],
+    watermarks: Mapping[str, date | None],
+    selection: Selection,
+) -> frozenset[str]:
+    mirrored = set(watermarks) | {e.collection for e in held.values()}
+    if not selection.collections:
+        if mirrored:
+            return frozenset(mirrored)
+        return frozenset(c.name for c in archive.collections())
+    unknown = [c for c in selection.collections if c not in mirrored]
+    if unknown:
+        _check_known(archive, unknown)
+    return frozenset(selection.collections)
+
+
+def _check_known(archive: Archive, names: Iterable[str]) -> None:
+    available = [c.name for c in archive.collections()]
+    for name in names:
+        if name not in available:
+            close = difflib.get_close_matches(name, available, n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UsageError(f"unknown collection {name!r} at {archive.url}{hint}")
+
+
+def _pending_lookups(
+    archive: Archive,
+    held: Mapping[str, LedgerEntry],
+    records: list[SeriesRecord],
+    scope: PlanScope,
+) -> list[SeriesRecord]:
+    """Series left failed/in_progress that this listing did not mention: ask for each."""
+    seen = {r.series_uid for r in records}
+    wanted = [
+        e.series_uid
+        for e in held.values()
+        if e.state in PENDING_STATES
+        and e.series_uid not in seen
+        and e.collection not in scope.listed
+        and scope.admits(e.collection, e.patient_id, e.modality, e.series_uid)
+    ]
+    found: list[SeriesRecord] = []
+    for uid in sorted(wanted):
+        found.extend(archive.series(series_uid=uid))
+    return found
+
+
+def _from_manifest(archive: Archive, selection: Selection) -> Listing:
+    uids = selection.manifest_uids or ()
+    records: list[SeriesRecord] = []
+    missing: list[str] = []
+    for uid in uids:
+        rows = [r for r in archive.series(series_uid=uid) if r.series_uid == uid]
+        records.extend(rows[:1])
+        if not rows:
+            missing.append(uid)
+    if missing:
+        log.warning("%d manifest series are not listed by the archive", len(missing))
+    scope = PlanScope(
+        collections=frozenset(selection.collections) or None,
+        modalities=frozenset(selection.modalities),
+        patients=frozenset(selection.patients),
+        series_uids=frozenset(uids),
+    )
+    return Listing(tuple(records), scope, frozenset(), None, tuple(missing))

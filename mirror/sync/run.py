@@ -1,0 +1,295 @@
+"""One sync run on the driver: list, plan, fetch on Dask, record, withdraw, report.
+
+The driver is the only writer of the ledger: it marks series ``in_progress`` before submit
+and records each result in its own transaction as it arrives, so a crash at any point
+leaves a ledger the next run can resume from.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from mirror import __version__
+from mirror.archive.port import Archive, SeriesRecord
+from mirror.config import SyncConfig
+from mirror.errors import EXIT_DESTINATION, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, MirrorError
+from mirror.storage.port import Store
+from mirror.sync.engine import Engine, EngineOptions, EngineReport, make_units
+from mirror.sync.ledger import Ledger, utcnow
+from mirror.sync.listing import Listing, gather
+from mirror.sync.plan import PlanItem, SyncPlan, plan
+from mirror.sync.report import Failure, RunSummary
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One finished series, reported to the CLI's progress display."""
+
+    done: int
+    total: int
+    series_uid: str
+    outcome: str  # committed | unchanged | failed
+    bytes_downloaded: int
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass(slots=True)
+class Tally:
+    """Mutable per-run counters, owned by one SyncRun (driver only)."""
+
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            ("planned", "downloaded", "updated", "unchanged", "withdrawn", "failed", "verified"),
+            0,
+        )
+    )
+    bytes_downloaded: int = 0
+    bytes_written: int = 0
+    retries: int = 0
+    failures: dict[str, Failure] = field(default_factory=dict)
+    done: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    config: SyncConfig
+    archive: Archive
+    store: Store
+    ledger: Ledger
+    run_id: str
+    today: date
+    progress: ProgressFn | None = None
+    should_stop: Callable[[], bool] = lambda: False
+    fetch_settings: Any = None
+
+
+class SyncRun:
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.tally = Tally()
+        self.items: dict[str, PlanItem] = {}
+        self.cluster_info: dict[str, Any] = {"kind": ctx.config.cluster.kind}
+        self.started_at = utcnow()
+        self._t0 = time.monotonic()
+        self.listing: Listing | None = None
+
+    # --- the run -------------------------------------------------------------------------
+
+    def execute(self) -> RunSummary:
+        cfg = self.ctx.config
+        if not cfg.dry_run:
+            self.ctx.ledger.begin_run(self.ctx.run_id, cfg.mode, self.started_at)
+        try:
+            exit_code, the_plan = self._body()
+            error = ""
+        except MirrorError as exc:
+            log.error("sync aborted: %s", exc)
+            exit_code, the_plan, error = exc.exit_code, None, f"{type(exc).__name__}: {exc}"
+        return self._finish(exit_code, the_plan, error)
+
+    def _body(self) -> tuple[int, SyncPlan]:
+        cfg, ledger = self.ctx.config, self.ctx.ledger
+        held = ledger.entries()
+        self.listing = gather(
+            self.ctx.archive,
+            held,
+            ledger.watermarks(),
+            cfg.selection,
+            full=cfg.full,
+            overlap_days=cfg.overlap_days,
+        )
+        the_plan = plan(
+            self.listing.records,
+            held,
+            scope=self.listing.scope,
+            max_delete=cfg.max_delete,
+            template=cfg.layout,
+        )
+        log.info("plan: %s, %d bytes to fetch", the_plan.counts, the_plan.bytes_to_fetch)
+        if cfg.dry_run:
+            return EXIT_OK, the_plan
+        if not self.listing.scope.filtered:
+            ledger.remember_collections(self.listing.collections)
+        self._reject(the_plan)
+        self.tally.counts["unchanged"] += len(the_plan.by_outcome("unchanged"))
+        report = self._fetch(the_plan.to_fetch)
+        if report is not None and report.fatal is not None:
+            return EXIT_DESTINATION, the_plan
+        if report is not None and report.stopped:
+            return EXIT_INTERRUPTED, the_plan
+        self._withdraw(the_plan.by_outcome("withdrawn"))
+        return (EXIT_PARTIAL if self.tally.failures else EXIT_OK), the_plan
+
+    def _reject(self, the_plan: SyncPlan) -> None:
+        for rej in the_plan.rejected:
+            log.warning("series %r rejected: %s", rej.series_uid, rej.reason)
+            self._fail(
+                Failure(rej.series_uid, rej.collection, "IntegrityError", rej.reason, 0, False)
+            )
+
+    # --- fetching ------------------------------------------------------------------------
+
+    def _fetch(self, todo: Sequence[PlanItem]) -> EngineReport | None:
+        if not todo:
+            return None
+        from mirror.sync.cluster import open_cluster
+
+        self.items = {i.series_uid: i for i in todo}
+        self.tally.counts["planned"] = len(todo)
+        with open_cluster(self.ctx.config.cluster) as handle:
+            self.cluster_info = handle.describe()
+            engine = Engine(
+                handle.client,
+                self.ctx.archive,
+                self.ctx.store,
+                self._settings(),
+                options=EngineOptions(
+                    window=max(4, 2 * handle.threads),
+                    use_resources=handle.use_resources,
+                    max_connections=self.ctx.config.cluster.max_connections,
+                ),
+            )
+            report = self._pass(engine, todo, 1)
+            retry = [self.items[uid] for uid, f in self.tally.failures.items() if f.retryable]
+            if retry and report.fatal is None and not report.stopped and self.ctx.config.retry_pass:
+                log.info("retry pass for %d series", len(retry))
+                self.tally.retries += len(retry)
+                report = self._pass(engine, retry, 2)
+        return report
+
+    def _settings(self) -> Any:
+        if self.ctx.fetch_settings is not None:
+            return self.ctx.fetch_settings
+        from mirror.sync.task import FetchSettings
+
+        return FetchSettings()
+
+    def _pass(self, engine: Engine, items: Sequence[PlanItem], pass_no: int) -> EngineReport:
+        from mirror.sync.task import SeriesTask
+
+        tasks = [
+            SeriesTask(i.record, i.path, i.next_version, self.ctx.run_id)  # type: ignore[arg-type]
+            for i in items
+        ]
+        self.ctx.ledger.mark_in_progress(
+            [(i.record, i.path) for i in items if i.record is not None], self.ctx.run_id
+        )
+        units = make_units(tasks, self.ctx.run_id, pass_no=pass_no)
+        return engine.run(units, self._on_result, self._on_error, self.ctx.should_stop)
+
+    def _on_result(self, task: Any, result: Any) -> None:
+        item = self.items[result.series_uid]
+        record: SeriesRecord = task.record
+        self.tally.bytes_downloaded += result.bytes_downloaded
+        self.tally.retries += max(0, result.attempts - 1)
+        if result.outcome == "failed" or result.sidecar is None:
+            self.ctx.ledger.record_failed(
+                record, item.path, self.ctx.run_id, result.error_class, result.message
+            )
+            self._fail(
+                Failure(
+                    record.series_uid,
+                    record.collection,
+                    result.error_class,
+                    result.message,
+                    result.attempts,
+                    result.retryable,
+                )
+            )
+        else:
+            self._committed(item, record, result)
+        self._progress(result.series_uid, result.outcome, result.bytes_downloaded)
+
+    def _committed(self, item: PlanItem, record: SeriesRecord, result: Any) -> None:
+        changed = result.outcome == "committed"
+        self.ctx.ledger.record_committed(record, result.sidecar, self.ctx.run_id, changed=changed)
+        self.tally.failures.pop(record.series_uid, None)
+        self.tally.counts["verified"] += 1
+        if not changed:
+            self.tally.counts["unchanged"] += 1
+        elif item.held is not None and item.held.content_hash:
+            self.tally.counts["updated"] += 1
+        else:
+            self.tally.counts["downloaded"] += 1
+        if changed:
+            self.tally.bytes_written += result.sidecar.total_size
+
+    def _on_error(self, task: Any, error_class: str, message: str, retryable: bool) -> None:
+        record: SeriesRecord = task.record
+        item = self.items[record.series_uid]
+        self.ctx.ledger.record_failed(record, item.path, self.ctx.run_id, error_class, message)
+        self._fail(
+            Failure(record.series_uid, record.collection, error_class, message, 0, retryable)
+        )
+        self._progress(record.series_uid, "failed", 0)
+
+    def _fail(self, failure: Failure) -> None:
+        self.tally.failures[failure.series_uid] = failure
+
+    def _progress(self, uid: str, outcome: str, nbytes: int) -> None:
+        self.tally.done += 1
+        if self.ctx.progress is not None:
+            total = self.tally.counts["planned"]
+            self.ctx.progress(Progress(self.tally.done, total, uid, outcome, nbytes))
+
+    # --- withdrawals ---------------------------------------------------------------------
+
+    def _withdraw(self, items: Sequence[PlanItem]) -> None:
+        # Deletions come last, after every download landed (Debian ftpsync's ordering).
+        for item in items:
+            detail = "tombstone"
+            if self.ctx.config.delete:
+                attic = f"_attic/{self.ctx.run_id}/{item.path}"
+                self.ctx.store.move_prefix(item.path, attic)
+                detail = f"moved to {attic}"
+            self.ctx.ledger.record_withdrawn(item.series_uid, self.ctx.run_id, detail)
+            self.tally.counts["withdrawn"] += 1
+
+    # --- wrap-up -------------------------------------------------------------------------
+
+    def _finish(self, exit_code: int, the_plan: SyncPlan | None, error: str) -> RunSummary:
+        cfg, listing = self.ctx.config, self.listing
+        self.tally.counts["failed"] = len(self.tally.failures)
+        before = listing.watermark_before if listing else None
+        after = None
+        if not cfg.dry_run:
+            after = self.ctx.ledger.finish_run(
+                self.ctx.run_id,
+                exit_code=exit_code,
+                counts=self.tally.counts,
+                watermark_before=before,
+                advance=listing.advance if listing else (),
+                run_date=self.ctx.today,
+            )
+        return RunSummary(
+            run_id=self.ctx.run_id,
+            tool_version=__version__,
+            started_at=self.started_at,
+            finished_at=utcnow(),
+            duration_s=round(time.monotonic() - self._t0, 3),
+            mode=cfg.mode,
+            source={"api_base": self.ctx.archive.url, "api_version": "v4"},
+            destination=self.ctx.store.url,
+            cluster=self.cluster_info,
+            exit_code=exit_code,
+            watermark={
+                "before": before.isoformat() if before else None,
+                "after": after.isoformat() if after else None,
+            },
+            counts=dict(self.tally.counts),
+            bytes={"downloaded": self.tally.bytes_downloaded, "written": self.tally.bytes_written},
+            retries=self.tally.retries,
+            failures=tuple(self.tally.failures.values()),
+            plan=the_plan.to_dict() if cfg.dry_run and the_plan else None,
+            error=error,
+            extra={"not_found": list(listing.not_found)} if listing and listing.not_found else {},
+        )

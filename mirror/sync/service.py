@@ -1,0 +1,121 @@
+"""Library entry points the CLI calls: ``sync``, ``status``, ``verify``, ``rebuild_ledger``.
+
+Each takes frozen configuration, does the work, and returns a small report object; the CLI
+turns that into text and an exit code. ``demo`` lives in :mod:`mirror.sync.demo`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from types import FrameType
+from typing import Any
+
+from mirror.archive.port import Archive
+from mirror.config import SyncConfig
+from mirror.errors import StoreError
+from mirror.storage.port import Store
+from mirror.sync.ledger import Ledger
+from mirror.sync.lock import RunLock
+from mirror.sync.report import RunSummary, write_metrics, write_summary
+from mirror.sync.run import ProgressFn, RunContext, SyncRun
+
+log = logging.getLogger(__name__)
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def open_archive(url: str) -> Archive:
+    from mirror.archive.nbia import NbiaArchive
+
+    return NbiaArchive(url)
+
+
+def open_destination(config: SyncConfig) -> Store:
+    from mirror.storage import open_store
+
+    return open_store(config.dest, **dict(config.store_options))
+
+
+def sync(
+    config: SyncConfig,
+    *,
+    archive: Archive | None = None,
+    store: Store | None = None,
+    today: Callable[[], date] | None = None,
+    progress: ProgressFn | None = None,
+    fetch_settings: Any = None,
+) -> RunSummary:
+    """One sync run under the destination's lock; the summary carries the exit code.
+
+    Raises only for problems before the run starts (LockHeld, a bad destination URL).
+    """
+    run_id = new_run_id()
+    the_archive = archive or open_archive(config.archive_url)
+    the_store = store or open_destination(config)
+    state_dir = config.ledger_path.parent
+    lock = RunLock(state_dir, run_id, datetime.now(UTC).isoformat(timespec="seconds"))
+    with lock, Ledger.open(config.ledger_path) as ledger, _stop_on_signals() as stopped:
+        ctx = RunContext(
+            config=config,
+            archive=the_archive,
+            store=the_store,
+            ledger=ledger,
+            run_id=run_id,
+            today=(today or _utc_today)(),
+            progress=progress,
+            should_stop=stopped.is_set,
+            fetch_settings=fetch_settings,
+        )
+        summary = SyncRun(ctx).execute()
+        _publish_reports(config, the_store, ledger, summary)
+    return summary
+
+
+def _utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _publish_reports(config: SyncConfig, store: Store, ledger: Ledger, summary: RunSummary) -> None:
+    if config.summary_json:
+        write_summary(summary, config.summary_json)
+    if config.metrics:
+        write_metrics(config.metrics, summary, ledger.counts_by_state(), now=time.time())
+    if config.dry_run:
+        return
+    try:
+        store.put_bytes(f"_runs/{summary.run_id}.json", summary.to_json().encode())
+    except StoreError as exc:  # the summary is a trace; the run's outcome stands
+        log.warning("could not write _runs/%s.json: %s", summary.run_id, exc)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """SIGINT/SIGTERM: stop submitting, keep what finished, exit 130 (main thread only)."""
+    stopped = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stopped
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.warning(
+            "%s received: finishing in-flight bookkeeping, then stopping",
+            signal.Signals(signum).name,
+        )
+        stopped.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stopped
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
