@@ -1,0 +1,226 @@
+"""Incremental index build: scan committed series, extract what changed, publish a snapshot.
+
+Only series whose ``_series.json`` exists count (the sidecar is the commit marker, and
+nothing under ``.staging/`` or the other reserved folders is read). A series is re-extracted
+when its ``content_hash``, ``series_version`` or folder differs from the previous snapshot;
+everything else is carried forward from the previous snapshot's files.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from mirror.index.publish import (
+    Pointer,
+    collect_garbage,
+    new_snapshot_id,
+    publish,
+    read_pointer,
+)
+from mirror.index.schema import SCHEMA_VERSION, TABLES, collection_id
+from mirror.index.tables import (
+    derive,
+    empty,
+    part_collection,
+    part_key,
+    read_part,
+    rebase_key,
+    write_part,
+)
+from mirror.index.tasks import BatchResult, carry_part, extract_batch, read_sidecars
+from mirror.layout import RESERVED_PREFIXES, SIDECAR_NAME, SeriesSidecar
+from mirror.storage.port import Store
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+SeriesKey = tuple[str, int, str]  # content_hash, series_version, series_path
+ROW_TABLES = ("instances", "errors")  # carried part by part; the rest are rebuilt per collection
+
+
+@dataclass(frozen=True, slots=True)
+class BuildReport:
+    snapshot_id: str
+    series: int  # series in the new snapshot
+    extracted: int  # series whose headers were read in this build
+    carried: int  # series reused from the previous snapshot
+    removed: int  # series of the previous snapshot that are gone
+    instances: int
+    errors: int
+    deleted_snapshots: tuple[str, ...]
+
+
+def build_index(
+    store: Store,
+    *,
+    client: Any | None = None,
+    full: bool = False,
+    keep: int = 3,
+    batch_files: int = 500,
+    now: datetime | None = None,
+) -> BuildReport:
+    """Build and publish a new index snapshot of ``store``; return what was done.
+
+    ``client`` is a ``dask.distributed.Client`` (``None`` runs every task in this process).
+    ``full`` ignores the previous snapshot and re-reads every header. The pointer moves only
+    after every file of the new snapshot is written; then all but ``keep`` snapshots go.
+    """
+    run = _Runner(client, store)
+    previous = None if full else read_pointer(store)
+    if previous is not None and previous.schema_version != SCHEMA_VERSION:
+        log.info("schema version changed (%s -> %s): full rebuild",
+                 previous.schema_version, SCHEMA_VERSION)
+        previous = None
+    snapshot_id = new_snapshot_id(now)
+    sidecars = {s.series_uid: s
+                for chunk in run.map(read_sidecars, _chunks(find_sidecars(store), 200))
+                for s in chunk}
+    old = _previous_series(store, previous)
+    old_keys = _keys(old)
+    todo = [s for s in sidecars.values() if _key_of(s) != old_keys.get(s.series_uid)]
+    changed = {s.series_uid for s in todo}
+    stale = {uid for uid in old_keys if uid not in sidecars or uid in changed}
+    files = _carry(run, previous, snapshot_id, _stale_paths(old, stale))
+    log.info("index build %s: %d series, %d to extract, %d stale",
+             snapshot_id, len(sidecars), len(todo), len(stale))
+    results = run.map(extract_batch, [(snapshot_id, cid, batch)
+                                      for cid, batch in _batches(todo, batch_files)])
+    for table, key, rows in (f for r in results for f in r.files):
+        files[table].append((key, rows))
+    series = _merge_series(old, stale, results)
+    _write_collections(store, snapshot_id, series, files)
+    pointer = _pointer(snapshot_id, files, now)
+    publish(store, pointer)
+    deleted = collect_garbage(store, keep, snapshot_id)
+    return BuildReport(snapshot_id, series.num_rows, len(todo), series.num_rows - len(todo),
+                       len([u for u in stale if u not in sidecars]),
+                       pointer.rows.get("instances", 0), pointer.rows.get("errors", 0),
+                       tuple(deleted))
+
+
+class _Runner:
+    """Runs task functions on a Dask client, or inline when there is none."""
+
+    def __init__(self, client: Any | None, store: Store) -> None:
+        self.client = client
+        self.store: Any = store
+        if client is not None:
+            self.store = client.scatter(store, broadcast=True)
+
+    def map(self, fn: Callable[..., R], args: Iterable[Any]) -> list[R]:
+        items = [a if isinstance(a, tuple) else (a,) for a in args]
+        if self.client is None:
+            return [fn(self.store, *a) for a in items]
+        futures = [self.client.submit(fn, self.store, *a, pure=False) for a in items]
+        return list(self.client.gather(futures))
+
+
+def find_sidecars(store: Store) -> list[str]:
+    """Keys of every committed series' sidecar, outside the reserved folders."""
+    return sorted(k for k in store.list("")
+                  if k.endswith("/" + SIDECAR_NAME) and k.split("/", 1)[0] not in RESERVED_PREFIXES)
+
+
+def _chunks(items: Sequence[str], size: int) -> list[list[str]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def _key_of(s: SeriesSidecar) -> SeriesKey:
+    return (s.content_hash, s.series_version, s.path)
+
+
+def _previous_series(store: Store, previous: Pointer | None) -> pa.Table:
+    import pyarrow as pa
+
+    if previous is None or not previous.tables.get("series"):
+        return empty("series")
+    return pa.concat_tables([read_part(store, k, "series") for k in previous.tables["series"]])
+
+
+def _keys(old: pa.Table) -> dict[str, SeriesKey]:
+    cols = [old.column(c).to_pylist()
+            for c in ("SeriesInstanceUID", "content_hash", "series_version", "series_path")]
+    return {u: (h, v, p) for u, h, v, p in zip(*cols, strict=True)}
+
+
+def _stale_paths(old: pa.Table, stale: set[str]) -> dict[str, frozenset[str]]:
+    """Series folders whose rows must not be carried forward, by collection_id."""
+    by_cid: dict[str, set[str]] = defaultdict(set)
+    names = ("SeriesInstanceUID", "collection_id", "series_path")
+    cols = [old.column(c).to_pylist() for c in names]
+    for uid, cid, path in zip(*cols, strict=True):
+        if uid in stale:
+            by_cid[cid].add(path)
+    return {cid: frozenset(paths) for cid, paths in by_cid.items()}
+
+
+def _carry(
+    run: _Runner, previous: Pointer | None, snapshot_id: str, stale: dict[str, frozenset[str]]
+) -> dict[str, list[tuple[str, int]]]:
+    files: dict[str, list[tuple[str, int]]] = {t: [] for t in TABLES}
+    if previous is None:
+        return files
+    jobs = [(key, rebase_key(key, snapshot_id), table, stale.get(part_collection(key), frozenset()))
+            for table in ROW_TABLES for key in previous.tables.get(table, ())]
+    for (_, _, table, _), done in zip(jobs, run.map(carry_part, jobs), strict=True):
+        if done is not None:
+            files[table].append(done)
+    return files
+
+
+def _batches(todo: list[SeriesSidecar], batch_files: int) -> list[tuple[str, list[SeriesSidecar]]]:
+    """Series grouped per collection into batches of about ``batch_files`` instances."""
+    by_cid: dict[str, list[SeriesSidecar]] = defaultdict(list)
+    for sidecar in sorted(todo, key=lambda s: s.path):
+        by_cid[collection_id(sidecar.collection)].append(sidecar)
+    out: list[tuple[str, list[SeriesSidecar]]] = []
+    for cid, group in sorted(by_cid.items()):
+        batch: list[SeriesSidecar] = []
+        for sidecar in group:
+            batch.append(sidecar)
+            if sum(s.image_count for s in batch) >= batch_files:
+                out.append((cid, batch))
+                batch = []
+        if batch:
+            out.append((cid, batch))
+    return out
+
+
+def _merge_series(old: pa.Table, stale: set[str], results: list[BatchResult]) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keep = pc.invert(pc.is_in(old.column("SeriesInstanceUID"), value_set=pa.array(sorted(stale),
+                                                                                  pa.string())))
+    return pa.concat_tables([old.filter(keep), *(r.series for r in results)])
+
+
+def _write_collections(
+    store: Store, snapshot_id: str, series: pa.Table, files: dict[str, list[tuple[str, int]]]
+) -> None:
+    """Write the series table and the tables derived from it, one file per collection."""
+    import pyarrow.compute as pc
+
+    for cid in sorted(set(series.column("collection_id").to_pylist())):
+        part = series.filter(pc.equal(series.column("collection_id"), cid))
+        part = part.sort_by([("PatientID", "ascending"), ("SeriesInstanceUID", "ascending")])
+        for table, data in {"series": part, **derive(part)}.items():
+            key = part_key(snapshot_id, table, cid, "part-0")
+            write_part(store, key, data, table)
+            files[table].append((key, data.num_rows))
+
+
+def _pointer(
+    snapshot_id: str, files: dict[str, list[tuple[str, int]]], now: datetime | None
+) -> Pointer:
+    created = (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
+    tables = {t: tuple(sorted(k for k, _ in files[t])) for t in TABLES}
+    rows = {t: sum(n for _, n in files[t]) for t in TABLES}
+    return Pointer(snapshot_id, created, SCHEMA_VERSION, tables, rows)

@@ -1,0 +1,116 @@
+"""Read side: DuckDB views over the current (or a chosen) index snapshot.
+
+Kept light for cold starts: no dask, no pandas; duckdb and pyarrow load on first use.
+Views read exactly the files the pointer lists, so a build running at the same time (or
+one that crashed before its pointer swap) is never visible.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from mirror.errors import QueryError, UsageError
+from mirror.index.publish import Pointer, require_pointer
+from mirror.index.schema import PARTITION_COLUMN, TABLES
+from mirror.storage.port import Store
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+
+def open_dest(dest: str | Store) -> Store:
+    """A Store for ``dest`` (a Store passes through; a path or URL is opened)."""
+    if isinstance(dest, str):
+        from mirror.storage import open_store
+
+        return open_store(dest)
+    return dest
+
+
+def _path_for(store: Store) -> tuple[Any, str]:
+    """``(fsspec fs to register or None, prefix DuckDB reads keys under)``."""
+    fs, root = store.filesystem()
+    base = root.rstrip("/")
+    if store.capabilities.local:
+        return None, base
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return fs, f"{protocol}://{base.split('://', 1)[-1]}"
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def view_sql(table: str, paths: list[str]) -> str:
+    files = ", ".join(_quote(p) for p in paths)  # keys come from our own pointer, quoted
+    return (f"CREATE OR REPLACE VIEW {table} AS SELECT {PARTITION_COLUMN}, * EXCLUDE "  # noqa: S608
+            f"({PARTITION_COLUMN}) FROM read_parquet([{files}], hive_partitioning = true, "
+            f"hive_types = {{'{PARTITION_COLUMN}': VARCHAR}})")
+
+
+def attach(con: duckdb.DuckDBPyConnection, store: Store, pointer: Pointer) -> None:
+    """Create one view per index table on ``con``."""
+    fs, prefix = _path_for(store)
+    if fs is not None:
+        con.register_filesystem(fs)
+    for table in TABLES:
+        keys = pointer.tables.get(table, ())
+        if keys:
+            con.execute(view_sql(table, [f"{prefix}/{k}" for k in keys]))
+        else:
+            from mirror.index.schema import schema
+
+            con.register(table, schema(table).empty_table())
+
+
+def connect(dest: str | Store, *, snapshot: str | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the index tables of ``dest`` as views."""
+    import duckdb
+
+    store = open_dest(dest)
+    pointer = require_pointer(store, snapshot)
+    con = duckdb.connect()
+    try:
+        attach(con, store, pointer)
+    except duckdb.Error as exc:
+        con.close()
+        raise QueryError(f"cannot open index snapshot {pointer.snapshot_id}: {exc}") from exc
+    log.debug("index snapshot %s of %s", pointer.snapshot_id, store.url)
+    return con
+
+
+def run_sql(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyRelation:
+    """Execute ``sql``; DuckDB's complaint becomes a :class:`QueryError` (exit code 2)."""
+    import duckdb
+
+    if not sql.strip():
+        raise UsageError("empty SQL")
+    try:
+        relation = con.sql(sql)
+    except duckdb.Error as exc:
+        raise QueryError(str(exc)) from exc
+    if relation is None:
+        raise QueryError("the statement returns no rows (only queries are supported)")
+    return relation
+
+
+def fetch(relation: duckdb.DuckDBPyRelation) -> pa.Table:
+    import duckdb
+
+    try:
+        return relation.to_arrow_table()
+    except duckdb.Error as exc:  # errors found while running, e.g. a failed cast
+        raise QueryError(str(exc)) from exc
+
+
+def query(dest: str | Store, sql: str, *, snapshot: str | None = None) -> pa.Table:
+    """Run one SQL query over the index of ``dest`` and return the result as Arrow."""
+    con = connect(dest, snapshot=snapshot)
+    try:
+        return fetch(run_sql(con, sql))
+    finally:
+        con.close()
