@@ -9,11 +9,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from index_tree import SeriesSpec, commit_series, make_spec  # noqa: E402
+from index_tree import SeriesSpec, commit_series, make_spec
 
-from mirror.layout import SeriesSidecar  # noqa: E402
-from mirror.storage import open_store  # noqa: E402
-from mirror.storage.port import Store  # noqa: E402
+from mirror.layout import SeriesSidecar
+from mirror.storage import open_store
+from mirror.storage.port import Store
 
 PET_EXTRA: dict[str, object] = {
     "Modality": "PT",

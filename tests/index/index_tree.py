@@ -7,9 +7,9 @@ import io
 from dataclasses import dataclass, field
 
 import pydicom
+from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from mirror.layout import InstanceEntry, SeriesSidecar, series_path
