@@ -1,0 +1,136 @@
+"""Stored values → output values: Modality LUT, dtype choice, photometric handling (§1.7).
+
+The Modality LUT (RescaleSlope/Intercept) is applied when the result is exactly representable
+as an integer type (CT in int16 HU); anything else becomes float32. MONOCHROME1 values are
+kept as stored and flagged ``display_inverted`` so viewers can invert after VOI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mirror.convert.scan import RTDOSE_SOP, SEG_SOP, SliceHeader
+
+_INT_CANDIDATES = ("int16", "uint16", "int32", "uint32")
+CT_AIR = -1024
+
+
+@dataclass(frozen=True, slots=True)
+class ValuePlan:
+    kind: str  # stored | rescale_int | rescale_float | dose | label | rgb | modality_lut
+    dtype: str
+    fill_value: int | float
+    per_slice_rescale: bool
+    photometric_in: str
+    display_inverted: bool
+    channels: int
+
+    def as_json(self, headers: Sequence[SliceHeader]) -> dict[str, Any]:
+        first = headers[0]
+        data: dict[str, Any] = {
+            "value_mapping": {
+                "kind": self.kind,
+                "dtype": self.dtype,
+                "fill_value": self.fill_value,
+                "RescaleType": first.rescale_type,
+                "per_slice_rescale": self.per_slice_rescale,
+                "BitsStored": first.bits_stored,
+                "PixelRepresentation": first.pixel_rep,
+            },
+            "photometric": {
+                "input": self.photometric_in,
+                "output": "RGB" if self.channels == 3 else self.photometric_in,
+                "display_inverted": self.display_inverted,
+            },
+        }
+        if self.per_slice_rescale or self.kind == "rescale_float":
+            data["value_mapping"]["slopes"] = [h.slope for h in headers]
+            data["value_mapping"]["intercepts"] = [h.intercept for h in headers]
+        if first.dose_scaling is not None:
+            data["value_mapping"]["DoseGridScaling"] = first.dose_scaling
+        return data
+
+
+def stored_dtype(h: SliceHeader) -> np.dtype[Any]:
+    if h.bits_allocated == 1:
+        return np.dtype("uint8")
+    size = {8: 1, 16: 2, 32: 4}.get(h.bits_allocated, 8)
+    return np.dtype(f"{'i' if h.pixel_rep else 'u'}{size}")
+
+
+def stored_range(h: SliceHeader) -> tuple[int, int]:
+    bits = max(1, min(h.bits_stored, h.bits_allocated))
+    if h.pixel_rep:
+        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1
+
+
+def plan_values(headers: Sequence[SliceHeader]) -> ValuePlan:
+    """One value mapping for every plane of a stack (a stack never mixes dtypes)."""
+    first = headers[0]
+    pi = first.photometric
+    mono1 = pi == "MONOCHROME1"
+    if first.samples == 3:
+        dtype = "uint8" if first.bits_allocated == 8 else "uint16"
+        return ValuePlan("rgb", dtype, 0, False, pi, mono1, channels=3)
+    if first.sop_class == SEG_SOP:
+        return ValuePlan("label", "uint8", 0, False, pi, mono1, channels=1)
+    if first.sop_class == RTDOSE_SOP and first.dose_scaling is not None:
+        return ValuePlan("dose", "float32", 0.0, False, pi, mono1, channels=1)
+    if first.modality_lut:
+        return ValuePlan("modality_lut", "float32", 0.0, False, pi, mono1, channels=1)
+    return _rescale_plan(headers, pi, mono1)
+
+
+def _rescale_plan(headers: Sequence[SliceHeader], pi: str, mono1: bool) -> ValuePlan:
+    first = headers[0]
+    pairs = {(h.slope, h.intercept) for h in headers}
+    per_slice = len(pairs) > 1
+    slope, intercept = next(iter(pairs))
+    lo, hi = stored_range(first)
+    if not per_slice and slope == 1.0 and intercept == int(intercept):
+        shift = int(intercept)
+        dtype = str(stored_dtype(first)) if shift == 0 else _fitting(lo + shift, hi + shift)
+        if dtype:
+            kind = "stored" if shift == 0 else "rescale_int"
+            fill = _fill(first, lo + shift, hi + shift, lambda v: v + shift)
+            return ValuePlan(kind, dtype, int(fill), False, pi, mono1, channels=1)
+    fill = _fill(first, -np.inf, np.inf, lambda v: v * first.slope + first.intercept)
+    return ValuePlan("rescale_float", "float32", float(fill), per_slice, pi, mono1, channels=1)
+
+
+def _fitting(lo: int, hi: int) -> str:
+    for name in _INT_CANDIDATES:
+        info = np.iinfo(name)
+        if info.min <= lo and hi <= info.max:
+            return name
+    return ""
+
+
+def _fill(h: SliceHeader, lo: float, hi: float, mapping: Any) -> float:
+    """Padding value when declared, else CT air, else 0 (clamped into the value range)."""
+    if h.padding is not None:
+        candidate = mapping(h.padding)
+    elif h.modality == "CT":
+        candidate = CT_AIR
+    else:
+        candidate = 0
+    return float(min(max(candidate, lo), hi))
+
+
+def map_values(stored: np.ndarray, h: SliceHeader, plan: ValuePlan) -> np.ndarray:
+    """Stored plane (from the decoder) → output plane in ``plan.dtype``, native byte order."""
+    out_dtype = np.dtype(plan.dtype)
+    if plan.kind == "rgb":
+        return np.ascontiguousarray(np.moveaxis(stored, -1, 0).astype(out_dtype, copy=False))
+    if plan.kind in ("stored", "label", "modality_lut"):
+        return stored.astype(out_dtype, copy=False)
+    if plan.kind == "rescale_int":
+        return (stored.astype(np.int64) + int(h.intercept)).astype(out_dtype)
+    if plan.kind == "dose":
+        return (stored.astype(np.float64) * float(h.dose_scaling or 1.0)).astype(out_dtype)
+    return (stored.astype(np.float64) * h.slope + h.intercept).astype(out_dtype)

@@ -1,0 +1,301 @@
+"""Write one series' stacks into an OME-Zarr 0.5 store, root metadata last (the commit marker).
+
+The root ``zarr.json`` carries ``ome`` (primary stack) and ``dicom`` (series provenance with
+``dicom.schema``); until it is written the store has no ``dicom`` attribute and readers and
+:func:`mirror.convert.pipeline.volume_rows` ignore it. Further stacks live under
+``stacks/<k>/``. Slabs of exactly shard depth are decoded in parallel and written as whole
+shards; codecs are deterministic, so reconverting gives byte-identical chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from mirror.convert import ngff
+from mirror.convert.assemble import StackPlan
+from mirror.convert.decode import UndecodableInstance, plugin_for, read_planes
+from mirror.convert.geometry import SORT_RULE
+from mirror.convert.scan import SliceHeader
+from mirror.convert.source import InstanceSource
+from mirror.convert.values import ValuePlan, map_values, plan_values
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "tcia-mirror/dicom-volume/1"
+
+
+@dataclass(frozen=True, slots=True)
+class StackResult:
+    """Outcome of one stack: written (``path`` inside the store) or quarantined (``reason``)."""
+
+    stack_id: int
+    role: str
+    status: str  # "written" | "quarantined"
+    path: str
+    shape: tuple[int, ...] = ()
+    dtype: str = ""
+    axes: tuple[str, ...] = ()
+    spacing: tuple[float, ...] = ()
+    flags: tuple[str, ...] = ()
+    n_instances: int = 0
+    reason: str = ""
+    detail: str = ""
+    sop_uid: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.stack_id,
+            "role": self.role,
+            "status": self.status,
+            "path": self.path,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "axes": list(self.axes),
+            "spacing": list(self.spacing),
+            "flags": list(self.flags),
+            "n_instances": self.n_instances,
+            "reason": self.reason,
+            "detail": self.detail,
+            "sop_instance_uid": self.sop_uid,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    root: zarr.Group
+    source: InstanceSource
+    name: str
+    pool: Executor
+
+
+@dataclass(slots=True)
+class _Written:
+    results: list[StackResult] = field(default_factory=list)
+    root_attrs: dict[str, Any] | None = None
+
+
+def write_series(
+    zstore: Any,
+    plans: Sequence[StackPlan],
+    source: InstanceSource,
+    *,
+    name: str,
+    series_attrs: dict[str, Any],
+    pool: Executor,
+) -> list[StackResult]:
+    """Write every stack (failures quarantined, never fatal), then the root marker."""
+    root = zarr.open_group(zstore, mode="w", zarr_format=3)  # clears a previous conversion
+    job = _Job(root, source, name, pool)
+    done = _Written()
+    for stack_id, plan in enumerate(plans):
+        path = "" if done.root_attrs is None else f"stacks/{stack_id}"
+        result, attrs = _write_or_quarantine(job, path, stack_id, plan)
+        done.results.append(result)
+        if result.status == "written" and path == "":
+            done.root_attrs = attrs
+        elif result.status == "written":
+            root.require_group(path).attrs.update(attrs)
+    dicom = dict(series_attrs)
+    ome: dict[str, Any] = {}
+    if done.root_attrs is not None:
+        ome = done.root_attrs["ome"]
+        dicom.update(done.root_attrs["dicom"])
+    dicom.update({"schema": SCHEMA, "stacks": [r.as_json() for r in done.results]})
+    root.attrs.update({"ome": ome, "dicom": dicom} if ome else {"dicom": dicom})
+    return done.results
+
+
+def _write_or_quarantine(
+    job: _Job, path: str, stack_id: int, plan: StackPlan
+) -> tuple[StackResult, dict[str, Any]]:
+    try:
+        return _write_stack(job, path, stack_id, plan)
+    except UndecodableInstance as exc:
+        log.warning("stack %d of %s quarantined: %s", stack_id, job.name, exc)
+        _remove(job.root, path)
+        return StackResult(
+            stack_id, plan.role, "quarantined", "", flags=plan.flags,
+            n_instances=len(plan.headers), reason=exc.reason, detail=str(exc), sop_uid=exc.sop_uid,
+        ), {}  # fmt: skip
+
+
+def _remove(root: zarr.Group, path: str) -> None:
+    if path:
+        if path in root:
+            del root[path]
+        return
+    for key in [k for k in root if k.startswith("s") and k[1:].isdigit()]:
+        del root[key]
+
+
+def _layout(plan: StackPlan, values: ValuePlan) -> ngff.Layout:
+    first = plan.first
+    n_t, n_z = len(plan.grid), len(plan.grid[0])
+    axes: list[str] = ["t"] if n_t > 1 else []
+    scale: list[float] = [1.0] if n_t > 1 else []
+    translation: list[float] = [0.0] if n_t > 1 else []
+    if values.channels > 1:
+        axes, scale, translation = [*axes, "c"], [*scale, 1.0], [*translation, 0.0]
+    shape = [n for n in (n_t if n_t > 1 else 0, values.channels if values.channels > 1 else 0) if n]
+    geo = plan.geometry
+    if geo is not None:
+        axes.append("z")
+        shape.append(n_z)
+        scale.extend(geo.spacing)
+        translation.extend(geo.translation)
+    else:
+        scale.extend(first.pixel_spacing or (1.0, 1.0))
+        translation.extend((0.0, 0.0))
+    axes.extend(("y", "x"))
+    shape.extend((first.rows, first.cols))
+    unit = "millimeter" if first.pixel_spacing else None
+    return ngff.Layout(tuple(axes), tuple(shape), tuple(scale), tuple(translation), unit)
+
+
+def _write_stack(
+    job: _Job, path: str, stack_id: int, plan: StackPlan
+) -> tuple[StackResult, dict[str, Any]]:
+    values = plan_values(plan.headers)
+    layout = _layout(plan, values)
+    method = "nearest" if values.kind == "label" else "mean"
+    arrays = _create_levels(job.root, path, layout, values)
+    shards = layout.chunks_and_shards(0)[1]
+    depth = shards[layout.axes.index("z")] if "z" in layout.axes else 1
+    for t, row in enumerate(plan.grid):
+        for z0 in range(0, len(row), depth):
+            block = _decode_block(row[z0 : z0 + depth], plan, values, job)
+            _write_block(arrays, layout, block, t=t, z0=z0, method=method)
+    result = StackResult(
+        stack_id, plan.role, "written", path, layout.shape, values.dtype, layout.axes,
+        layout.scale, plan.flags, len(plan.headers),
+    )  # fmt: skip
+    attrs = {
+        "ome": ngff.multiscales_json(f"{job.name}/{path}".rstrip("/"), layout, method),
+        "dicom": _stack_dicom(plan, values, stack_id),
+    }
+    return result, attrs
+
+
+def _create_levels(
+    root: zarr.Group, path: str, layout: ngff.Layout, values: ValuePlan
+) -> list[zarr.Array[Any]]:
+    arrays = []
+    typesize = np.dtype(values.dtype).itemsize
+    for level in range(layout.n_levels()):
+        chunks, shards = layout.chunks_and_shards(level)
+        codec = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle", typesize=typesize)
+        arrays.append(
+            root.create_array(
+                name=f"{path}/s{level}" if path else f"s{level}",
+                shape=layout.level_shape(level),
+                dtype=values.dtype,
+                chunks=chunks,
+                shards=shards,
+                fill_value=values.fill_value,
+                compressors=codec,
+                dimension_names=layout.axes,
+                overwrite=True,
+            )
+        )
+    return arrays
+
+
+def _decode_block(
+    row: Sequence[SliceHeader | None],
+    plan: StackPlan,
+    values: ValuePlan,
+    job: _Job,
+) -> np.ndarray:
+    """(C, dz, Y, X) output values for one slab; missing slots hold the fill value."""
+    first = plan.first
+    out = np.full(
+        (values.channels, len(row), first.rows, first.cols), values.fill_value, dtype=values.dtype
+    )
+    by_file: dict[str, list[tuple[int, SliceHeader]]] = {}
+    for k, h in enumerate(row):
+        if h is not None:
+            by_file.setdefault(h.name, []).append((k, h))
+    futures = [
+        job.pool.submit(read_planes, job.source, fname, [h for _, h in items])
+        for fname, items in by_file.items()
+    ]
+    for future, items in zip(futures, by_file.values(), strict=True):
+        for plane, (k, h) in zip(future.result(), items, strict=True):
+            out[:, k] = map_values(plane, h, values).reshape(out.shape[0], *out.shape[2:])
+    return out
+
+
+def _write_block(
+    arrays: Sequence[zarr.Array[Any]],
+    layout: ngff.Layout,
+    block: np.ndarray,
+    *,
+    t: int,
+    z0: int,
+    method: str,
+) -> None:
+    data = block
+    for level, array in enumerate(arrays):
+        if level:
+            data = ngff.downsample(data, method)
+        selection: list[Any] = []
+        for ax in layout.axes:
+            if ax == "t":
+                selection.append(t)
+            elif ax == "z":
+                selection.append(slice(z0, z0 + data.shape[1]))
+            else:
+                selection.append(slice(None))
+        view = data
+        if "z" not in layout.axes:
+            view = view[:, 0]
+        if "c" not in layout.axes:
+            view = view[0]
+        array[tuple(selection)] = view
+
+
+def _stack_dicom(plan: StackPlan, values: ValuePlan, stack_id: int) -> dict[str, Any]:
+    first = plan.first
+    data: dict[str, Any] = {
+        "schema": SCHEMA,
+        "frame": "LPS",
+        "stack_id": stack_id,
+        "role": plan.role,
+        "flags": list(plan.flags),
+        "Modality": first.modality,
+        "FrameOfReferenceUID": first.frame_of_ref,
+        "pixel_spacing_source": first.spacing_source,
+        "slices": [[_slice_json(h) for h in row] for row in plan.grid],
+        "dropped_instances": [{"sop_instance_uid": u, "reason": r} for u, r in plan.dropped],
+        "window": [{"center": first.window[0], "width": first.window[1]}] if first.window else [],
+        "decoders": sorted({f"{h.transfer_syntax}:{plugin_for(h.transfer_syntax) or 'pydicom'}"
+                            for h in plan.headers}),
+    }  # fmt: skip
+    if plan.fourth_dim:
+        data["fourth_dimension"] = {"key": plan.fourth_dim, "values": list(plan.fourth_values)}
+    if plan.geometry is not None:
+        data.update(plan.geometry.as_json())
+    else:
+        data["geometry_checks"] = {"patient_geometry": False, "sort": SORT_RULE}
+    data.update(values.as_json(plan.headers))
+    return data
+
+
+def _slice_json(h: SliceHeader | None) -> dict[str, Any] | None:
+    if h is None:
+        return None
+    return {
+        "sop_instance_uid": h.sop_uid,
+        "file": h.name,
+        "frame": h.frame,
+        "ipp": list(h.ipp) if h.ipp else None,
+        "transfer_syntax": h.transfer_syntax,
+    }
