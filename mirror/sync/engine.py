@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mirror.archive.port import Archive, SeriesRecord
-from mirror.errors import StoreError
+from mirror.errors import MirrorError, StoreError
 from mirror.storage.port import Store
 
 log = logging.getLogger(__name__)
@@ -181,17 +181,8 @@ class Engine:
     ) -> None:
         try:
             results = future.result()
-        except StoreError as exc:
-            r.fatal = exc
-            for task in unit.tasks:
-                on_error(task, type(exc).__name__, str(exc), False)
-            return
         except (Exception, CancelledError) as exc:
-            # KilledWorker, a lost or cancelled future, a bug in the task: the series is
-            # recorded failed-retryable, never silently lost.
-            log.warning("task %s failed on the cluster: %s: %s", unit.key, type(exc).__name__, exc)
-            for task in unit.tasks:
-                on_error(task, type(exc).__name__, str(exc) or repr(exc), True)
+            self._failed_unit(unit, exc, on_error, r)
             return
         by_uid = {res.series_uid: res for res in results}
         for task in unit.tasks:
@@ -200,6 +191,25 @@ class Engine:
                 on_error(task, "MissingResult", "the task returned no result", True)
             else:
                 on_result(task, res)
+
+    def _failed_unit(
+        self, unit: WorkUnit, exc: BaseException, on_error: OnError, r: EngineReport
+    ) -> None:
+        bare_os_error = isinstance(exc, OSError) and not isinstance(
+            exc, MirrorError | ConnectionError | TimeoutError
+        )
+        if isinstance(exc, StoreError) or bare_os_error:
+            # StoreError, or a bare OSError from the destination or the scratch disk (the
+            # archive client maps its own errors): the destination is broken, stop the run.
+            r.fatal = exc if isinstance(exc, StoreError) else StoreError(str(exc))
+            for task in unit.tasks:
+                on_error(task, type(exc).__name__, str(exc), False)
+            return
+        # KilledWorker, a lost or cancelled future, a bug in the task: the series is
+        # recorded failed-retryable, never silently lost.
+        log.warning("task %s failed on the cluster: %s: %s", unit.key, type(exc).__name__, exc)
+        for task in unit.tasks:
+            on_error(task, type(exc).__name__, str(exc) or repr(exc), True)
 
     def _cancel(self, inflight: dict[Any, WorkUnit]) -> None:
         if inflight:

@@ -7,6 +7,7 @@ leaves a ledger the next run can resume from.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -119,6 +120,7 @@ class SyncRun:
             return EXIT_OK, the_plan
         if not self.listing.scope.filtered:
             ledger.remember_collections(self.listing.collections)
+        self._announce()
         self._reject(the_plan)
         self.tally.counts["unchanged"] += len(the_plan.by_outcome("unchanged"))
         report = self._fetch(the_plan.to_fetch)
@@ -128,6 +130,21 @@ class SyncRun:
             return EXIT_INTERRUPTED, the_plan
         self._withdraw(the_plan.by_outcome("withdrawn"))
         return (EXIT_PARTIAL if self.tally.failures else EXIT_OK), the_plan
+
+    def _announce(self) -> None:
+        """Write ``_runs/<run_id>.json`` (status running) first: proves the destination is
+        writable before any work, and tells operators a run is under way."""
+        cfg = self.ctx.config
+        marker = {
+            "run_id": self.ctx.run_id,
+            "status": "running",
+            "mode": cfg.mode,
+            "started_at": self.started_at,
+            "destination": self.ctx.store.url,
+        }
+        self.ctx.store.put_bytes(
+            f"_runs/{self.ctx.run_id}.json", json.dumps(marker, indent=1).encode()
+        )
 
     def _reject(self, the_plan: SyncPlan) -> None:
         for rej in the_plan.rejected:
