@@ -60,17 +60,29 @@ def check_run_id(run_id: str) -> str:
 @contextlib.contextmanager
 def local_staging(root: str, run_id: str, series_uid: str) -> Iterator[str]:
     """``<root>/.staging/<run_id>/<uid>/``: same file system as the final folder."""
-    gc_staging(root, series_uid)
     run_dir = os.path.join(root, STAGING, check_run_id(run_id))
     staged = os.path.join(run_dir, series_uid)
     with store_errors(f"staging {staged}", missing_ok=True):
-        os.makedirs(staged)
+        gc_staging(root, series_uid)
+        _makedirs_racing(staged)
     try:
         yield staged
     finally:
         shutil.rmtree(staged, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            os.rmdir(run_dir)
+        for empty in (run_dir, os.path.dirname(run_dir)):
+            with contextlib.suppress(OSError):
+                os.rmdir(empty)
+
+
+def _makedirs_racing(path: str) -> None:
+    """``makedirs`` that tolerates a sibling task removing an empty parent meanwhile."""
+    for _ in range(9):
+        try:
+            os.makedirs(path)
+            return
+        except FileNotFoundError:
+            continue
+    os.makedirs(path)
 
 
 def gc_staging(root: str, series_uid: str) -> None:
