@@ -16,6 +16,7 @@ Snapshot = Annotated[
 
 
 def build(
+    *,
     dest: Dest,
     scheduler: Annotated[
         str | None, typer.Option("--scheduler", help="Address of an existing Dask scheduler.")
@@ -27,18 +28,23 @@ def build(
     ] = None,
     full: Annotated[bool, typer.Option("--full", help="Re-read every header.")] = False,
     keep: Annotated[int, typer.Option("--keep", min=1, help="Snapshots to keep.")] = 3,
+    state_dir: Annotated[
+        str | None, typer.Option("--state-dir", help="Where the sync ledger lives (its "
+                                 "withdrawn series are left out of the index).")
+    ] = None,
 ) -> None:
     """Build (incrementally) and publish the Parquet metadata index of DEST."""
-    from mirror.index.build import build_index
+    from mirror.index.build import build_index, withdrawn_series
     from mirror.index.cluster import dask_client
-    from mirror.index.query import open_dest
+    from mirror.index.views import open_dest
 
     def call() -> Any:
         store = open_dest(dest)
+        exclude = withdrawn_series(dest, state_dir)
         if workers == 0 and not scheduler:
-            return build_index(store, full=full, keep=keep)
+            return build_index(store, full=full, keep=keep, exclude=exclude)
         with dask_client(scheduler, workers) as client:
-            return build_index(store, client=client, full=full, keep=keep)
+            return build_index(store, client=client, full=full, keep=keep, exclude=exclude)
 
     report = run(call)
     typer.echo(f"snapshot {report.snapshot_id}: {report.series} series "
@@ -58,7 +64,7 @@ def query(
 ) -> None:
     """Run SQL over the index of DEST (DuckDB dialect)."""
     from mirror.errors import UsageError
-    from mirror.index import query as q
+    from mirror.index import views as q
 
     if fmt == "parquet" and not out:
         run(lambda: (_ for _ in ()).throw(UsageError("--format parquet needs --out FILE")))
@@ -98,6 +104,7 @@ def _print_table(table: Any, limit: int) -> None:
 
 
 def export(
+    *,
     dest: Dest,
     where: Annotated[str, typer.Option("--where", help="SQL predicate over the series table.")],
     to: Annotated[str, typer.Option("--to", help="Manifest file, or destination for dicom.")],

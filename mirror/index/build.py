@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -64,13 +64,16 @@ def build_index(
     full: bool = False,
     keep: int = 3,
     batch_files: int = 500,
+    exclude: Collection[str] = frozenset(),
     now: datetime | None = None,
 ) -> BuildReport:
     """Build and publish a new index snapshot of ``store``; return what was done.
 
     ``client`` is a ``dask.distributed.Client`` (``None`` runs every task in this process).
-    ``full`` ignores the previous snapshot and re-reads every header. The pointer moves only
-    after every file of the new snapshot is written; then all but ``keep`` snapshots go.
+    ``full`` ignores the previous snapshot and re-reads every header. ``exclude`` names
+    series to leave out although their sidecar exists (the ledger's withdrawn tombstones, see
+    :func:`withdrawn_series`). The pointer moves only after every file of the new snapshot
+    is written; then all but ``keep`` snapshots go.
     """
     run = _Runner(client, store)
     previous = None if full else read_pointer(store)
@@ -81,7 +84,7 @@ def build_index(
     snapshot_id = new_snapshot_id(now)
     sidecars = {s.series_uid: s
                 for chunk in run.map(read_sidecars, _chunks(find_sidecars(store), 200))
-                for s in chunk}
+                for s in chunk if s.series_uid not in exclude}
     old = _previous_series(store, previous)
     old_keys = _keys(old)
     todo = [s for s in sidecars.values() if _key_of(s) != old_keys.get(s.series_uid)]
@@ -103,6 +106,19 @@ def build_index(
                        len([u for u in stale if u not in sidecars]),
                        pointer.rows.get("instances", 0), pointer.rows.get("errors", 0),
                        tuple(deleted))
+
+
+def withdrawn_series(dest: str, state_dir: str | None = None) -> frozenset[str]:
+    """Series the sync ledger of ``dest`` marks withdrawn (empty when there is no ledger)."""
+    from mirror.config import LEDGER_NAME, resolve_state_dir
+
+    path = resolve_state_dir(dest, state_dir) / LEDGER_NAME
+    if not path.exists():
+        return frozenset()
+    from mirror.sync.ledger import Ledger
+
+    with Ledger.open(path) as ledger:
+        return frozenset(uid for uid, e in ledger.entries().items() if e.state == "withdrawn")
 
 
 class _Runner:

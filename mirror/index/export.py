@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from mirror.errors import ChecksumMismatch, UsageError
-from mirror.index.query import connect, fetch, open_dest, run_sql
+from mirror.index.views import connect, fetch, open_dest, run_sql
 from mirror.layout import SIDECAR_NAME, SeriesSidecar, normalize_md5
 from mirror.storage.port import Store
 

@@ -190,11 +190,14 @@ COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
+def table_columns(table: str) -> tuple[tuple[str, str], ...]:
+    """``(column, kind)`` pairs of ``table``, partition column included."""
+    return instances_columns() if table == "instances" else COLUMNS[table]
+
+
 def schema(table: str) -> pa.Schema:
     """The Arrow schema of ``table`` (including the partition column)."""
-    if table == "instances":
-        return _schema(instances_columns())
-    return _schema(COLUMNS[table])
+    return _schema(table_columns(table))
 
 
 def file_schema(table: str) -> pa.Schema:

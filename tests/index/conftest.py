@@ -43,3 +43,15 @@ def tree(store: Store) -> dict[str, SeriesSidecar]:
         pet_spec("LIDC-IDRI", "LIDC-IDRI-0002"),
     ]
     return {s.series_uid: commit_series(store, s) for s in specs}
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """The CLI points the root handler at CliRunner's stream; put the old ones back."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -14,8 +14,8 @@ from mirror.errors import StoreError
 from mirror.index import build as build_mod
 from mirror.index.build import build_index
 from mirror.index.publish import POINTER_KEY, read_pointer
-from mirror.index.query import query
 from mirror.index.schema import ELEMENTS
+from mirror.index.views import query
 from mirror.layout import SeriesSidecar
 from mirror.storage.port import Store
 

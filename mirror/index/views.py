@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from mirror.errors import QueryError, UsageError
 from mirror.index.publish import Pointer, require_pointer
-from mirror.index.schema import PARTITION_COLUMN, TABLES
+from mirror.index.schema import PARTITION_COLUMN, TABLES, table_columns
 from mirror.storage.port import Store
 
 if TYPE_CHECKING:
@@ -23,11 +23,15 @@ log = logging.getLogger(__name__)
 
 
 def open_dest(dest: str | Store) -> Store:
-    """A Store for ``dest`` (a Store passes through; a path or URL is opened)."""
+    """A Store for ``dest`` (a Store passes through; a path or URL is opened).
+
+    For ``s3://`` URLs the endpoint comes from ``MIRROR_S3_ENDPOINT_URL`` like for sync.
+    """
     if isinstance(dest, str):
+        from mirror.config import store_options_from_env
         from mirror.storage import open_store
 
-        return open_store(dest)
+        return open_store(dest, **store_options_from_env(dest))
     return dest
 
 
@@ -52,6 +56,22 @@ def view_sql(table: str, paths: list[str]) -> str:
             f"hive_types = {{'{PARTITION_COLUMN}': VARCHAR}})")
 
 
+_SQL_TYPES = {"str": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "date": "DATE",
+              "timestamp": "TIMESTAMPTZ", "strs": "VARCHAR[]", "ints": "BIGINT[]",
+              "floats": "DOUBLE[]"}
+
+
+def empty_view_sql(table: str) -> str:
+    """A typed view with no rows, for a table the snapshot holds no file of.
+
+    Built from the column spec rather than registering an empty Arrow table, because
+    ``register`` makes DuckDB import pandas (a second of cold start).
+    """
+    columns = ", ".join(f"CAST(NULL AS {_SQL_TYPES[kind]}) AS {name}"
+                        for name, kind in table_columns(table))
+    return f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} WHERE false"
+
+
 def attach(con: duckdb.DuckDBPyConnection, store: Store, pointer: Pointer) -> None:
     """Create one view per index table on ``con``."""
     fs, prefix = _path_for(store)
@@ -62,9 +82,7 @@ def attach(con: duckdb.DuckDBPyConnection, store: Store, pointer: Pointer) -> No
         if keys:
             con.execute(view_sql(table, [f"{prefix}/{k}" for k in keys]))
         else:
-            from mirror.index.schema import schema
-
-            con.register(table, schema(table).empty_table())
+            con.execute(empty_view_sql(table))
 
 
 def connect(dest: str | Store, *, snapshot: str | None = None) -> duckdb.DuckDBPyConnection:
