@@ -27,9 +27,10 @@ class S3Store(ObjectStore):
         endpoint_url: str | None = None,
         storage_options: dict[str, Any] | None = None,
     ) -> None:
-        root = root.removeprefix("s3://").strip("/")
-        if not root or root.startswith("."):
+        root = root.removeprefix("s3://")
+        if not root or root.startswith(("/", ".")):
             raise UsageError(f"S3 destination needs a bucket: s3://{root}")
+        root = root.rstrip("/")
         prefix = root.partition("/")[2]
         if prefix:
             check_key(prefix)

@@ -1,0 +1,143 @@
+"""Adapter-specific guarantees: local atomicity and errors, S3 metadata and multipart."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+
+import pytest
+
+from mirror.errors import ObjectNotFound, StoreError, UsageError
+from mirror.storage import open_store
+from mirror.storage.local import LocalStore
+from mirror.storage.memory import MemoryStore
+from mirror.storage.s3 import S3Store
+
+
+def test_open_store_dispatches_on_scheme(tmp_path, moto_endpoint) -> None:
+    assert open_store(str(tmp_path)) == LocalStore(str(tmp_path))
+    assert open_store(f"file://{tmp_path}") == LocalStore(str(tmp_path))
+    assert isinstance(open_store("memory://x"), MemoryStore)
+    s3 = open_store("s3://bucket/pre", endpoint_url=moto_endpoint)
+    assert isinstance(s3, S3Store) and s3.url == "s3://bucket/pre"
+    with pytest.raises(UsageError):
+        open_store("ftp://host/x")
+    with pytest.raises(UsageError):
+        open_store(str(tmp_path), endpoint_url="http://x")
+    with pytest.raises(UsageError):
+        open_store("s3://")
+
+
+def test_capabilities_are_declared() -> None:
+    local = LocalStore("/tmp/unused").capabilities
+    assert local.atomic_rename and local.local and not local.object_metadata
+    s3 = S3Store("s3://b").capabilities
+    assert s3.object_metadata and not s3.atomic_rename and not s3.local
+
+
+# --- local --------------------------------------------------------------------------------
+
+
+def test_local_failed_write_leaves_no_object_and_no_temp(tmp_path, monkeypatch) -> None:
+    store = LocalStore(str(tmp_path / "dest"))
+    store.put_bytes("a/keep", b"old")
+
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(StoreError, match="destination is full"):
+        store.put_bytes("a/new", b"x" * 1000)
+    with pytest.raises(StoreError):
+        store.put_bytes("a/keep", b"replacement")
+    monkeypatch.undo()
+    assert os.listdir(tmp_path / "dest" / "a") == ["keep"]
+    assert store.get_bytes("a/keep") == b"old"
+
+
+def test_local_list_hides_in_flight_temp_files(tmp_path) -> None:
+    store = LocalStore(str(tmp_path))
+    store.put_bytes("s/x.dcm", b"1")
+    (tmp_path / "s" / ".y.dcm.abc123.mirror-partial").write_bytes(b"half")
+    assert list(store.list()) == ["s/x.dcm"]
+
+
+def test_local_unwritable_root_is_store_error(tmp_path) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    store = LocalStore(str(tmp_path / "file" / "mirror"))
+    with pytest.raises(StoreError) as info:
+        store.put_bytes("a/b", b"x")
+    assert not isinstance(info.value, ObjectNotFound)
+    assert list(store.list()) == []
+
+
+def test_local_move_is_a_rename(tmp_path) -> None:
+    store = LocalStore(str(tmp_path))
+    store.put_bytes("a/b/c", b"1")
+    inode = os.stat(tmp_path / "a" / "b").st_ino
+    store.move_prefix("a/b", "_attic/r/a/b")
+    assert os.stat(tmp_path / "_attic" / "r" / "a" / "b").st_ino == inode
+    assert not (tmp_path / "a").exists()  # emptied parents are pruned
+
+
+# --- S3 -----------------------------------------------------------------------------------
+
+
+def test_s3_md5_metadata_recorded_and_survives_move(s3_store, s3_client, tmp_path) -> None:
+    src = tmp_path / "i.dcm"
+    src.write_bytes(b"dicom bytes")
+    digest = hashlib.md5(b"dicom bytes").hexdigest()
+    s3_store.put_file(str(src), "s/i.dcm", md5=digest)
+    bucket = s3_store.url.split("/")[2]
+    head = s3_client.head_object(Bucket=bucket, Key="root/s/i.dcm")
+    assert head["Metadata"] == {"md5": digest}
+    assert s3_store.info("s/i.dcm").md5 == digest
+    s3_store.put_bytes("s/_series.json", b"{}")
+    assert s3_store.info("s/_series.json").md5 == hashlib.md5(b"{}").hexdigest()
+    s3_store.move_prefix("s", "_attic/r/s")
+    assert s3_store.info("_attic/r/s/i.dcm").md5 == digest
+
+
+def test_s3_info_without_metadata_is_none(s3_store, s3_client) -> None:
+    bucket = s3_store.url.split("/")[2]
+    s3_client.put_object(Bucket=bucket, Key="root/foreign", Body=b"abc")
+    assert s3_store.info("foreign").md5 is None
+
+
+def test_s3_failed_multipart_upload_leaves_nothing(s3_store, s3_client, tmp_path, monkeypatch) -> None:
+    import s3fs.core
+
+    src = tmp_path / "big.dcm"
+    src.write_bytes(os.urandom(12 * 2**20))
+    monkeypatch.setattr(s3fs.core, "calculate_chunksize", lambda size, chunksize=None: 5 * 2**20)
+    fs = s3_store.fs
+    real = fs._call_s3
+
+    async def flaky(method, *args, **kwargs):
+        if method == "upload_part" and kwargs.get("PartNumber") == 2:
+            raise OSError(errno.ECONNRESET, "connection reset by peer")
+        return await real(method, *args, **kwargs)
+
+    monkeypatch.setattr(fs, "_call_s3", flaky)
+    with pytest.raises(StoreError):
+        s3_store.put_file(str(src), "s/big.dcm", md5="0" * 32)
+    monkeypatch.undo()
+    assert list(s3_store.list()) == []
+    bucket = s3_store.url.split("/")[2]
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    s3_store.put_file(str(src), "s/big.dcm", md5="1" * 32)  # a retry then succeeds
+    assert s3_store.info("s/big.dcm").size == 12 * 2**20
+
+
+def test_s3_missing_bucket_is_store_error(moto_endpoint) -> None:
+    from conftest import S3_OPTIONS
+
+    store = S3Store("s3://no-such-bucket/x", endpoint_url=moto_endpoint, storage_options=S3_OPTIONS)
+    with pytest.raises(StoreError):
+        store.put_bytes("a", b"x")
+
+
+def test_s3_bucket_required() -> None:
+    with pytest.raises(UsageError):
+        S3Store("s3:///x")
