@@ -24,7 +24,6 @@ from mirror.layout import normalize_md5
 AdapterFactory = Callable[[SimServer], Archive]
 
 
-
 def _no_sleep(_seconds: float) -> None:
     """Backoff waits are skipped (module level so the adapter stays picklable)."""
 

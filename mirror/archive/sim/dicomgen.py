@@ -37,9 +37,16 @@ IMPLEMENTATION_UID = "1.2.826.0.1.3680043.9.7433.1.1"
 
 
 def make_uid(*parts: object) -> str:
-    """A stable ``2.25.<int>`` UID derived from ``parts`` (at most 44 characters)."""
+    """A stable ``2.25.<38 digits>`` UID derived from ``parts`` (always 43 characters)."""
     digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
-    return "2.25." + str(int.from_bytes(digest[:16], "big"))
+    number = 10**37 + int.from_bytes(digest[:16], "big") % (9 * 10**37)
+    return f"2.25.{number}"
+
+
+def _ds(value: float) -> str:
+    # Fixed-width decimal strings (valid DS) keep every slice's header the same length,
+    # so a series' FileSize is n x one header + pixels, without encoding every file.
+    return f"{value:+012.4f}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +109,7 @@ def _common(spec: InstanceSpec) -> Dataset:
     ds.SeriesInstanceUID = spec.series_uid
     ds.StudyID = "1"
     ds.SeriesNumber = spec.series_number
-    ds.InstanceNumber = spec.instance_number
+    ds.InstanceNumber = f"{spec.instance_number:06d}"
     ds.FrameOfReferenceUID = spec.frame_uid
     ds.ClinicalTrialProtocolID = spec.collection
     return ds
@@ -110,13 +117,13 @@ def _common(spec: InstanceSpec) -> Dataset:
 
 def _image_header(spec: InstanceSpec) -> Dataset:
     ds = _common(spec)
-    ds.AcquisitionNumber = spec.acquisition_number
+    ds.AcquisitionNumber = f"{spec.acquisition_number:04d}"
     iop, normal = _orientation(spec.modality)
     z = spec.index * spec.slice_thickness
     origin = [-spec.cols * spec.pixel_spacing / 2, -spec.rows * spec.pixel_spacing / 2, 0.0]
-    ds.ImagePositionPatient = [round(o + z * n, 4) for o, n in zip(origin, normal, strict=True)]
+    ds.ImagePositionPatient = [_ds(o + z * n) for o, n in zip(origin, normal, strict=True)]
     ds.ImageOrientationPatient = iop
-    ds.SliceLocation = round(z, 4)
+    ds.SliceLocation = _ds(z)
     ds.PixelSpacing = [spec.pixel_spacing, spec.pixel_spacing]
     ds.SliceThickness = spec.slice_thickness
     ds.SamplesPerPixel = 1

@@ -93,6 +93,7 @@ class SimArchive:
         self.users: dict[str, str] = {}
         self._series: dict[str, SimSeries] = {}
         self._facts: dict[tuple[str, str, int], InstanceFacts] = {}
+        self._unit_sizes: dict[str, int] = {}
         self._lock = threading.RLock()
         self._fault_state = FaultState(FaultConfig(), seed=seed)
 
@@ -259,6 +260,9 @@ class SimArchive:
         """The exact bytes served for instance ``index`` (database order)."""
         spec = self.spec(self._get(uid), index)
         data = self._cached_bytes(spec)
+        if len(data) != self.instance_size(uid):
+            # FileSize in listings is computed from this invariant; never serve a lie.
+            raise RuntimeError(f"instance size drifted for {uid}[{index}]")
         self._remember(spec, InstanceFacts(len(data), hashlib.md5(data).hexdigest()))
         return data
 
@@ -283,14 +287,19 @@ class SimArchive:
         with self._lock:
             return self._facts.get((spec.series_uid, spec.sop_uid, spec.version))
 
-    def instance_size(self, uid: str, index: int) -> int:
-        spec = self.spec(self._get(uid), index)
-        known = self._known(spec)
-        return known.size if known else dicomgen.instance_size(spec)
+    def instance_size(self, uid: str, index: int = 0) -> int:
+        """Every instance of a series has the same size (fixed-width varying fields)."""
+        with self._lock:
+            size = self._unit_sizes.get(uid)
+        if size is None:
+            size = dicomgen.instance_size(self.spec(self._get(uid), index))
+            with self._lock:
+                self._unit_sizes[uid] = size
+        return size
 
     def file_size(self, uid: str) -> int:
         """``FileSize``: the sum of the stored DICOM file sizes."""
-        return sum(self.instance_size(uid, i) for i in range(len(self._get(uid).instances)))
+        return self.instance_size(uid) * len(self._get(uid).instances)
 
     def true_md5(self, uid: str, index: int) -> str:
         spec = self.spec(self._get(uid), index)

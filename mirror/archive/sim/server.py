@@ -45,6 +45,10 @@ class SimHTTPServer(ThreadingHTTPServer):
         self._active = 0
         self._active_lock = threading.Lock()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that hang up (tests cutting streams, killed benchmarks) are routine here.
+        log.debug("connection from %s ended abruptly", client_address, exc_info=True)
+
     def enter(self) -> bool:
         """Count one in-flight request; False if over the connection cap."""
         limit = self.sim.faults.max_connections
