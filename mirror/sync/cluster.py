@@ -47,6 +47,8 @@ def open_cluster(config: ClusterConfig) -> Iterator[ClusterHandle]:
         processes=processes,
         resources={HTTP_RESOURCE: config.http_slots},
         dashboard_address=None,
+        # The scheduler's HTTP endpoints (health, metrics) would still claim :8787.
+        scheduler_kwargs={"dashboard_address": ":0"},
         silence_logs=logging.WARNING,
     )
     with cluster, Client(cluster) as client:  # type: ignore[no-untyped-call]

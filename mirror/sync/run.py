@@ -200,8 +200,17 @@ class SyncRun:
         self.ctx.ledger.mark_in_progress(
             [(i.record, i.path) for i in items if i.record is not None], self.ctx.run_id
         )
+        self._quarantine([i for i in items if i.held and i.held.last_error_class == "VerifyFailed"])
         units = make_units(tasks, self.ctx.run_id, pass_no=pass_no)
         return engine.run(units, self._on_result, self._on_error, self.ctx.should_stop)
+
+    def _quarantine(self, items: Sequence[PlanItem]) -> None:
+        """Move copies ``verify`` found damaged to the attic, so the task fetches afresh
+        instead of trusting a sidecar whose files no longer match it."""
+        for item in items:
+            attic = f"_attic/{self.ctx.run_id}/{item.path}"
+            log.info("series %s: damaged copy moved to %s", item.series_uid, attic)
+            self.ctx.store.move_prefix(item.path, attic)
 
     def _on_result(self, task: Any, result: Any) -> None:
         item = self.items[result.series_uid]
