@@ -7,6 +7,7 @@ kept as stored and flagged ``display_inverted`` so viewers can invert after VOI.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,9 +15,14 @@ from typing import Any
 import numpy as np
 
 from mirror.convert.scan import RTDOSE_SOP, SEG_SOP, SliceHeader
+from mirror.errors import ConversionError
 
 _INT_CANDIDATES = ("int16", "uint16", "int32", "uint32")
 CT_AIR = -1024
+
+
+class ValueOverflow(ConversionError):
+    """A plane does not fit the optimistic integer dtype; the stack restarts wider."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +34,13 @@ class ValuePlan:
     photometric_in: str
     display_inverted: bool
     channels: int
+    # The declared BitsStored range (+ intercept) may not fit ``dtype`` although real data
+    # does (CT stored as signed 16 bit with intercept -1024): write optimistically, and
+    # restart in ``wide_dtype`` when a plane does not fit (ValueOverflow).
+    wide_dtype: str = ""
+
+    def widened(self) -> ValuePlan:
+        return dataclasses.replace(self, dtype=self.wide_dtype, wide_dtype="")
 
     def as_json(self, headers: Sequence[SliceHeader]) -> dict[str, Any]:
         first = headers[0]
@@ -94,11 +107,17 @@ def _rescale_plan(headers: Sequence[SliceHeader], pi: str, mono1: bool) -> Value
     lo, hi = stored_range(first)
     if not per_slice and slope == 1.0 and intercept == int(intercept):
         shift = int(intercept)
-        dtype = str(stored_dtype(first)) if shift == 0 else _fitting(lo + shift, hi + shift)
-        if dtype:
-            kind = "stored" if shift == 0 else "rescale_int"
+        if shift == 0:
+            fill = _fill(first, lo, hi, lambda v: v)
+            dtype = str(stored_dtype(first))
+            return ValuePlan("stored", dtype, int(fill), False, pi, mono1, channels=1)
+        wide = _fitting(lo + shift, hi + shift)
+        if wide:
+            narrow = "int16" if wide in ("int32", "uint32") else wide
             fill = _fill(first, lo + shift, hi + shift, lambda v: v + shift)
-            return ValuePlan(kind, dtype, int(fill), False, pi, mono1, channels=1)
+            fill = min(max(fill, np.iinfo(narrow).min), np.iinfo(narrow).max)
+            return ValuePlan("rescale_int", narrow, int(fill), False, pi, mono1, channels=1,
+                             wide_dtype=wide if wide != narrow else "")  # fmt: skip
     fill = _fill(first, -np.inf, np.inf, lambda v: v * first.slope + first.intercept)
     return ValuePlan("rescale_float", "float32", float(fill), per_slice, pi, mono1, channels=1)
 
@@ -130,7 +149,11 @@ def map_values(stored: np.ndarray, h: SliceHeader, plan: ValuePlan) -> np.ndarra
     if plan.kind in ("stored", "label", "modality_lut"):
         return stored.astype(out_dtype, copy=False)
     if plan.kind == "rescale_int":
-        return (stored.astype(np.int64) + int(h.intercept)).astype(out_dtype)
+        shifted = stored.astype(np.int64) + int(h.intercept)
+        info = np.iinfo(out_dtype)
+        if shifted.size and (shifted.min() < info.min or shifted.max() > info.max):
+            raise ValueOverflow(f"{h.name}: values outside {out_dtype}")
+        return shifted.astype(out_dtype)
     if plan.kind == "dose":
         return (stored.astype(np.float64) * float(h.dose_scaling or 1.0)).astype(out_dtype)
     return (stored.astype(np.float64) * h.slope + h.intercept).astype(out_dtype)

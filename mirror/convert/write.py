@@ -25,7 +25,7 @@ from mirror.convert.decode import UndecodableInstance, plugin_for, read_planes
 from mirror.convert.geometry import SORT_RULE
 from mirror.convert.scan import SliceHeader
 from mirror.convert.source import InstanceSource
-from mirror.convert.values import ValuePlan, map_values, plan_values
+from mirror.convert.values import ValueOverflow, ValuePlan, map_values, plan_values
 
 log = logging.getLogger(__name__)
 
@@ -116,14 +116,24 @@ def write_series(
 def _write_or_quarantine(
     job: _Job, path: str, stack_id: int, plan: StackPlan
 ) -> tuple[StackResult, dict[str, Any]]:
+    values = plan_values(plan.headers)
     try:
-        return _write_stack(job, path, stack_id, plan)
-    except UndecodableInstance as exc:
+        try:
+            return _write_stack(job, path, stack_id, plan, values)
+        except ValueOverflow:
+            if not values.wide_dtype:
+                raise
+            log.info("stack %d of %s does not fit %s: rewriting", stack_id, job.name, values.dtype)
+            _remove(job.root, path)
+            return _write_stack(job, path, stack_id, plan, values.widened())
+    except (UndecodableInstance, ValueOverflow) as exc:
+        reason = exc.reason if isinstance(exc, UndecodableInstance) else "value_overflow"
+        sop_uid = exc.sop_uid if isinstance(exc, UndecodableInstance) else ""
         log.warning("stack %d of %s quarantined: %s", stack_id, job.name, exc)
         _remove(job.root, path)
         return StackResult(
             stack_id, plan.role, "quarantined", "", flags=plan.flags,
-            n_instances=len(plan.headers), reason=exc.reason, detail=str(exc), sop_uid=exc.sop_uid,
+            n_instances=len(plan.headers), reason=reason, detail=str(exc), sop_uid=sop_uid,
         ), {}  # fmt: skip
 
 
@@ -161,9 +171,8 @@ def _layout(plan: StackPlan, values: ValuePlan) -> ngff.Layout:
 
 
 def _write_stack(
-    job: _Job, path: str, stack_id: int, plan: StackPlan
+    job: _Job, path: str, stack_id: int, plan: StackPlan, values: ValuePlan
 ) -> tuple[StackResult, dict[str, Any]]:
-    values = plan_values(plan.headers)
     layout = _layout(plan, values)
     method = "nearest" if values.kind == "label" else "mean"
     arrays = _create_levels(job.root, path, layout, values)
