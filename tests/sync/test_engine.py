@@ -1,0 +1,178 @@
+"""The Dask engine against fake unit functions: window, batching, failures, worker loss."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+import pytest
+from distributed import Client, LocalCluster
+
+from mirror.archive.port import SeriesRecord
+from mirror.errors import StoreError
+from mirror.storage.memory import MemoryStore
+from mirror.sync.engine import Engine, EngineOptions, make_units
+
+
+@dataclass(frozen=True)
+class FakeTask:
+    record: SeriesRecord
+
+
+@dataclass(frozen=True)
+class FakeResult:
+    series_uid: str
+
+
+def task(i: int, size: int = 10 * 2**20) -> FakeTask:
+    return FakeTask(SeriesRecord(f"1.2.{i}", "1.3", "P", "C", file_size=size))
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.results: list[str] = []
+        self.errors: list[tuple[str, str, bool]] = []
+
+    def on_result(self, t: Any, r: Any) -> None:
+        self.results.append(r.series_uid)
+
+    def on_error(self, t: Any, cls: str, msg: str, retryable: bool) -> None:
+        self.errors.append((t.record.series_uid, cls, retryable))
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    with LocalCluster(n_workers=1, threads_per_worker=4, processes=False, dashboard_address=None,
+                      scheduler_kwargs={"dashboard_address": ":0"}, resources={"tcia_http": 2}) as cluster, Client(cluster) as c:
+        yield c
+
+
+def engine(client: Client, fn: Any, window: int = 2) -> Engine:
+    return Engine(client, object(), MemoryStore("e"), None,  # type: ignore[arg-type]
+                  options=EngineOptions(window=window), unit_fn=fn)
+
+
+def test_make_units_batches_tiny_series_only() -> None:
+    tasks = [task(i, size=1000) for i in range(40)] + [task(100), task(101, size=0)]
+    units = make_units(tasks, "run", pass_no=2)  # type: ignore[arg-type]
+    sizes = sorted(len(u.tasks) for u in units)
+    assert sizes == [1, 1, 8, 32]
+    assert len({u.key for u in units}) == 4 and all("-2-" in u.key for u in units)
+
+
+class _GaugeState:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = 0
+        self.peak = 0
+
+
+# Tasks are pickled even on an in-process cluster: the gauge travels as its name and finds
+# its (test-process) state here.
+_GAUGES: dict[str, _GaugeState] = {}
+
+
+@dataclass(frozen=True)
+class Gauge:
+    name: str
+
+    def __post_init__(self) -> None:
+        _GAUGES[self.name] = _GaugeState()
+
+    @property
+    def peak(self) -> int:
+        return _GAUGES[self.name].peak
+
+    def __call__(self, tasks: tuple[Any, ...], *args: Any) -> list[Any]:
+        state = _GAUGES[self.name]
+        with state.lock:
+            state.now += 1
+            state.peak = max(state.peak, state.now)
+        threading.Event().wait(0.05)
+        with state.lock:
+            state.now -= 1
+        return [FakeResult(t.record.series_uid) for t in tasks]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_gauge_by_name, (self.name,))
+
+
+def _gauge_by_name(name: str) -> Gauge:
+    gauge = object.__new__(Gauge)
+    object.__setattr__(gauge, "name", name)
+    return gauge
+
+
+def test_bounded_window_and_every_result_delivered(client: Client) -> None:
+    gauge, rec = Gauge("window"), Recorder()
+    units = make_units([task(i) for i in range(12)], "w")  # type: ignore[arg-type]
+    report = engine(client, gauge, window=3).run(units, rec.on_result, rec.on_error)
+    assert sorted(rec.results) == sorted(f"1.2.{i}" for i in range(12))
+    assert gauge.peak <= 2, "tcia_http=2 on the only worker caps concurrency"
+    assert report.submitted == 12 and not report.unsubmitted
+
+
+def _store_broken(tasks: tuple[Any, ...], *args: Any) -> list[Any]:
+    if tasks[0].record.series_uid == "1.2.0":
+        raise StoreError("disk full")
+    return [FakeResult(t.record.series_uid) for t in tasks]
+
+
+def test_store_error_stops_the_run(client: Client) -> None:
+    rec = Recorder()
+    units = make_units([task(i) for i in range(6)], "s")  # type: ignore[arg-type]
+    report = engine(client, _store_broken, window=1).run(units, rec.on_result, rec.on_error)
+    assert isinstance(report.fatal, StoreError)
+    assert rec.errors == [("1.2.0", "StoreError", False)]
+    assert len(report.unsubmitted) == 5 and rec.results == []
+
+
+def _buggy(tasks: tuple[Any, ...], *args: Any) -> list[Any]:
+    if tasks[0].record.series_uid == "1.2.1":
+        raise RuntimeError("bug")
+    if tasks[0].record.series_uid == "1.2.2":
+        return []
+    return [FakeResult(t.record.series_uid) for t in tasks]
+
+
+def test_task_crash_or_missing_result_is_a_retryable_failure(client: Client) -> None:
+    rec = Recorder()
+    units = make_units([task(i) for i in range(4)], "b")  # type: ignore[arg-type]
+    engine(client, _buggy).run(units, rec.on_result, rec.on_error)
+    assert sorted(rec.results) == ["1.2.0", "1.2.3"]
+    assert sorted(rec.errors) == [("1.2.1", "RuntimeError", True), ("1.2.2", "MissingResult", True)]
+
+
+def test_stop_request_leaves_the_rest_unsubmitted(client: Client) -> None:
+    rec = Recorder()
+    units = make_units([task(i) for i in range(10)], "x")  # type: ignore[arg-type]
+    report = engine(client, Gauge("stop"), window=2).run(
+        units, rec.on_result, rec.on_error, should_stop=lambda: bool(rec.results)
+    )
+    assert report.stopped and len(rec.results) == 1
+    assert len(rec.results) + len(report.unsubmitted) == 10
+
+
+def _die_on_first(tasks: tuple[Any, ...], *args: Any) -> list[Any]:
+    if tasks[0].record.series_uid == "1.2.0":
+        os._exit(1)
+    return [FakeResult(t.record.series_uid) for t in tasks]
+
+
+@pytest.mark.slow
+def test_worker_process_death_is_recorded_retryable_not_lost() -> None:
+    rec = Recorder()
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(
+        n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": ":0"}, resources={"tcia_http": 2},
+    ) as cluster, Client(cluster) as c:
+        units = make_units([task(i) for i in range(4)], "k")  # type: ignore[arg-type]
+        report = engine(c, _die_on_first, window=4).run(units, rec.on_result, rec.on_error)
+    assert report.fatal is None
+    assert ("1.2.0", "KilledWorker", True) in rec.errors
+    delivered = set(rec.results) | {uid for uid, *_ in rec.errors}
+    assert delivered == {f"1.2.{i}" for i in range(4)}
