@@ -104,22 +104,30 @@ def _rescale_plan(headers: Sequence[SliceHeader], pi: str, mono1: bool) -> Value
     pairs = {(h.slope, h.intercept) for h in headers}
     per_slice = len(pairs) > 1
     slope, intercept = next(iter(pairs))
-    lo, hi = stored_range(first)
+    # union of the declared ranges: PixelRepresentation may differ between instances
+    lo = min(stored_range(h)[0] for h in headers)
+    hi = max(stored_range(h)[1] for h in headers)
     if not per_slice and slope == 1.0 and intercept == int(intercept):
         shift = int(intercept)
-        if shift == 0:
-            fill = _fill(first, lo, hi, lambda v: v)
-            dtype = str(stored_dtype(first))
-            return ValuePlan("stored", dtype, int(fill), False, pi, mono1, channels=1)
         wide = _fitting(lo + shift, hi + shift)
         if wide:
-            narrow = "int16" if wide in ("int32", "uint32") else wide
+            narrow = _narrow(headers, shift, wide)
             fill = _fill(first, lo + shift, hi + shift, lambda v: v + shift)
             fill = min(max(fill, np.iinfo(narrow).min), np.iinfo(narrow).max)
-            return ValuePlan("rescale_int", narrow, int(fill), False, pi, mono1, channels=1,
-                             wide_dtype=wide if wide != narrow else "")  # fmt: skip
+            kind = "stored" if shift == 0 else "rescale_int"
+            retry = wide if wide != narrow else ""
+            fill_int = int(fill)
+            return ValuePlan(kind, narrow, fill_int, False, pi, mono1, channels=1, wide_dtype=retry)
     fill = _fill(first, -np.inf, np.inf, lambda v: v * first.slope + first.intercept)
     return ValuePlan("rescale_float", "float32", float(fill), per_slice, pi, mono1, channels=1)
+
+
+def _narrow(headers: Sequence[SliceHeader], shift: int, wide: str) -> str:
+    """The dtype to try first: the stored one when nothing shifts, else int16 for 32-bit."""
+    stored = {str(stored_dtype(h)) for h in headers}
+    if shift == 0 and len(stored) == 1:
+        return stored.pop()
+    return "int16" if wide in ("int32", "uint32") else wide
 
 
 def _fitting(lo: int, hi: int) -> str:
@@ -146,10 +154,13 @@ def map_values(stored: np.ndarray, h: SliceHeader, plan: ValuePlan) -> np.ndarra
     out_dtype = np.dtype(plan.dtype)
     if plan.kind == "rgb":
         return np.ascontiguousarray(np.moveaxis(stored, -1, 0).astype(out_dtype, copy=False))
-    if plan.kind in ("stored", "label", "modality_lut"):
+    if plan.kind in ("label", "modality_lut"):
         return stored.astype(out_dtype, copy=False)
-    if plan.kind == "rescale_int":
-        shifted = stored.astype(np.int64) + int(h.intercept)
+    if plan.kind in ("stored", "rescale_int"):
+        work = np.int64 if out_dtype.itemsize >= 4 else np.int32
+        shifted = stored.astype(work) + int(h.intercept)
+        if not plan.wide_dtype:
+            return shifted.astype(out_dtype)  # the declared range fits: no check needed
         info = np.iinfo(out_dtype)
         if shifted.size and (shifted.min() < info.min or shifted.max() > info.max):
             raise ValueOverflow(f"{h.name}: values outside {out_dtype}")

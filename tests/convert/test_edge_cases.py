@@ -171,3 +171,54 @@ def test_130_slices_cross_shard_boundaries_with_pyramid(tmp_path, convert):
     assert datasets[1]["coordinateTransformations"][0]["scale"] == pytest.approx([2.0, 1.6, 1.4])
     assert datasets[1]["coordinateTransformations"][1]["translation"] == pytest.approx([-20.0, -10.6, -11.65])
     assert len(written_images(store)) == 1
+
+
+def test_mixed_pixel_representation_keeps_exact_values(tmp_path, convert):
+    slices = cc.axial(6, series="mixedrep")
+    for ds in slices[3:]:
+        arr = cc.phantom(int(ds.InstanceNumber)).astype(np.int16) - 2000
+        ds.PixelRepresentation, ds.BitsStored, ds.HighBit = 1, 16, 15
+        ds.PixelData = arr.astype("<i2").tobytes()
+    folder = cc.save(tmp_path / "mixedrep", slices)
+    store, outcome = convert(folder)
+    check_store(store, folder)
+    assert [s.shape[0] for s in outcome.stacks] == [6]
+
+
+def test_pixel_padding_value_is_the_fill_value(tmp_path, convert):
+    slices = cc.axial(5, series="pad", extra={"PixelPaddingValue": 0})
+    folder = cc.save(tmp_path / "pad", slices)
+    store, _ = convert(folder)
+    assert _root_dicom(store)["value_mapping"]["fill_value"] == -1024  # stored 0 + intercept
+    assert zarr.open_array(str(store / "s0")).fill_value == -1024
+
+
+def test_prone_feet_first_orientation(tmp_path, convert):
+    iop = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0)  # n = (0, 0, 1) still
+    slices = [cc.ct_slice(k, series="prone", ipp=(12.0, 11.0, 40.0 - 2 * k), iop=iop) for k in range(8)]
+    folder = cc.save(tmp_path / "prone", slices)
+    store, _ = convert(folder)
+    check_store(store, folder)
+    affine = np.asarray(_root_dicom(store)["affine_lps"])
+    assert affine[:3, 0] == pytest.approx([0.0, 0.0, 2.0])  # ascending along n
+    assert affine[:3, 3] == pytest.approx([12.0, 11.0, 26.0])
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS")
+def test_slice_without_usable_position_is_kept_apart_not_dropped(tmp_path, convert):
+    slices = cc.axial(6, series="nan")
+    slices[2].ImagePositionPatient = ["nan", "0", "0"]
+    folder = cc.save(tmp_path / "nan", slices)
+    store, outcome = convert(folder)
+    check_store(store, folder)
+    assert [(s.role, s.n_instances) for s in outcome.stacks] == [("volume", 5), ("image2d", 1)]
+
+
+def test_two_frames_of_reference_split(tmp_path, convert):
+    slices = cc.axial(8, series="for")
+    for ds in slices[4:]:
+        ds.FrameOfReferenceUID = cc.uid("other-for")
+    folder = cc.save(tmp_path / "for", slices)
+    store, outcome = convert(folder)
+    check_store(store, folder)
+    assert [s.shape[0] for s in outcome.stacks] == [4, 4]
