@@ -31,23 +31,39 @@ WORKER_DEFAULTS: dict[str, Any] = {
     "walltime": "24:00:00",
     "worker_extra_args": ["--resources", "tcia_http=8"],
 }
+WORKER_DEFAULTS_KEYS = tuple(key.replace("_", "-") for key in WORKER_DEFAULTS)
 
 
 def make_cluster(**overrides: Any) -> Any:
     """A SLURMCluster whose workers advertise the ``tcia_http`` resource; submits nothing yet.
 
-    Precedence: keyword overrides, then ``jobqueue.slurm`` from jobqueue.yaml, then
-    WORKER_DEFAULTS for settings the config leaves unset.
+    Precedence: keyword overrides, then what the site set in ``jobqueue.slurm`` (e.g. from
+    jobqueue.yaml), then WORKER_DEFAULTS where the site kept dask-jobqueue's own default
+    (whose 30-minute walltime and unset cores would not do for a mirror).
     """
-    import dask.config
     from dask_jobqueue.slurm import SLURMCluster
 
-    unset = {
-        key: value
-        for key, value in WORKER_DEFAULTS.items()
-        if not dask.config.get(f"jobqueue.slurm.{key.replace('_', '-')}", None)
+    site = site_settings()
+    return SLURMCluster(**{**WORKER_DEFAULTS, **site, **overrides})
+
+
+def site_settings() -> dict[str, Any]:
+    """``jobqueue.slurm`` settings that differ from dask-jobqueue's shipped defaults."""
+    from pathlib import Path
+
+    import dask.config
+    import dask_jobqueue
+    import yaml  # type: ignore[import-untyped]
+
+    shipped = Path(dask_jobqueue.__file__).with_name("jobqueue.yaml")
+    defaults = yaml.safe_load(shipped.read_text())["jobqueue"]["slurm"]
+    current = dask.config.get("jobqueue.slurm", {})
+    keys = {key.replace("-", "_"): key for key in WORKER_DEFAULTS_KEYS}
+    return {
+        arg: current[key]
+        for arg, key in keys.items()
+        if key in current and current[key] != defaults.get(key)
     }
-    return SLURMCluster(**{**unset, **overrides})
 
 
 def sync_command(scheduler: str, sync_args: Sequence[str]) -> list[str]:
