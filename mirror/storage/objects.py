@@ -89,7 +89,7 @@ class ObjectStore:
         root = self._fs_root()
         top = join(root, base)
         with store_errors(f"list {self.url}/{base}"):
-            found = sorted(self.fs.find(top)) if self.fs.isdir(top) else []
+            found = sorted(self.fs.find(top))  # [] for a missing prefix
         for path in found:
             key = path[len(root) + 1 :] if path.startswith(root + "/") else ""
             if key and (not base or key.startswith(base + "/")):
