@@ -224,13 +224,15 @@ def _write_collections(
     """Write the series table and the tables derived from it, one file per collection."""
     import pyarrow.compute as pc
 
+    series = series.sort_by([("collection_id", "ascending"), ("PatientID", "ascending"),
+                             ("SeriesInstanceUID", "ascending")])
+    tables = {"series": series, **derive(series)}
     for cid in sorted(set(series.column("collection_id").to_pylist())):
-        part = series.filter(pc.equal(series.column("collection_id"), cid))
-        part = part.sort_by([("PatientID", "ascending"), ("SeriesInstanceUID", "ascending")])
-        for table, data in {"series": part, **derive(part)}.items():
+        for table, data in tables.items():
+            part = data.filter(pc.equal(data.column("collection_id"), cid))
             key = part_key(snapshot_id, table, cid, "part-0")
-            write_part(store, key, data, table)
-            files[table].append((key, data.num_rows))
+            write_part(store, key, part, table)
+            files[table].append((key, part.num_rows))
 
 
 def _pointer(

@@ -71,13 +71,13 @@ SELECT collection_id, PatientID, StudyInstanceUID, min(StudyDate) AS StudyDate,
        count(*) AS series_count, sum(instanceCount) AS instanceCount,
        sum(series_size_MB) AS study_size_MB,
        list_sort(list_distinct(list(Modality))) AS modalities
-FROM s GROUP BY ALL ORDER BY PatientID, StudyInstanceUID
+FROM s GROUP BY ALL ORDER BY collection_id, PatientID, StudyInstanceUID
 """
 _PATIENTS = """
 SELECT collection_id, PatientID, any_value(PatientSex) AS PatientSex,
        count(DISTINCT StudyInstanceUID) AS study_count, count(*) AS series_count,
        sum(instanceCount) AS instanceCount
-FROM s GROUP BY ALL ORDER BY PatientID
+FROM s GROUP BY ALL ORDER BY collection_id, PatientID
 """
 _COLLECTIONS = """
 SELECT collection_id, any_value(Collection) AS Collection,
@@ -86,13 +86,13 @@ SELECT collection_id, any_value(Collection) AS Collection,
        sum(instanceCount) AS instanceCount, sum(series_size_MB) AS collection_size_MB,
        list_sort(list_distinct(list(Modality))) AS modalities,
        list_sort(list_distinct(list(license_short_name))) AS licenses
-FROM s GROUP BY ALL
+FROM s GROUP BY collection_id ORDER BY collection_id
 """
 DERIVED = {"studies": _STUDIES, "patients": _PATIENTS, "collections": _COLLECTIONS}
 
 
 def derive(series: pa.Table) -> dict[str, pa.Table]:
-    """``studies``, ``patients`` and ``collections`` rows from one collection's series."""
+    """``studies``, ``patients`` and ``collections`` rows from the ``series`` table."""
     import duckdb
 
     con = duckdb.connect()

@@ -1,0 +1,56 @@
+"""The build on a real multi-process Dask cluster gives the same index as the inline path."""
+
+from __future__ import annotations
+
+import pytest
+from index_tree import commit_series, make_spec
+from typer.testing import CliRunner
+
+from mirror.cli import app
+from mirror.index import query
+from mirror.index.build import build_index
+from mirror.index.cluster import dask_client
+from mirror.storage import open_store
+
+pytestmark = pytest.mark.slow
+TABLE_SQL = {
+    "instances": "SELECT * EXCLUDE (file_path) FROM instances ORDER BY SOPInstanceUID",
+    "series": "SELECT * FROM series ORDER BY SeriesInstanceUID",
+    "studies": "SELECT * FROM studies ORDER BY StudyInstanceUID",
+    "collections": "SELECT * FROM collections ORDER BY collection_id",
+}
+
+
+@pytest.fixture(scope="module")
+def client():
+    with dask_client(workers=2) as dask:
+        yield dask
+
+
+def test_two_worker_processes_match_the_inline_build(client, store, tree, tmp_path):
+    inline = open_store(str(tmp_path / "inline"))
+    for sidecar in tree.values():
+        for key in store.list(sidecar.path + "/"):
+            inline.put_bytes(key, store.get_bytes(key))
+    build_index(inline)
+    assert len(client.scheduler_info()["workers"]) == 2
+    report = build_index(store, client=client, batch_files=3)  # many small tasks
+    assert report.extracted == len(tree)
+    commit_series(store, make_spec("NEW", "N1", 1, slices=2))
+    again = build_index(store, client=client, batch_files=3)
+    assert (again.extracted, again.carried) == (1, len(tree))
+    for table, sql in TABLE_SQL.items():
+        dist = query(store, sql).to_pylist()
+        local = query(inline, sql).to_pylist()
+        new = [r for r in dist if r.get("collection_id") == "new"]
+        assert [r for r in dist if r.get("collection_id") != "new"] == local, table
+        assert new, table
+
+
+def test_cli_index_build_on_an_existing_scheduler(client, store, tree):
+    address = client.scheduler.address
+    result = CliRunner().invoke(app, ["index", "build", "--dest", store.url, "--scheduler", address])
+    assert result.exit_code == 0, result.output
+    assert f"{len(tree)} series ({len(tree)} read" in result.output
+    result = CliRunner().invoke(app, ["index", "build", "--dest", store.url, "--workers", "0"])
+    assert result.exit_code == 0 and f"0 read, {len(tree)} carried" in result.output
