@@ -11,8 +11,8 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO, TypeVar
 
 from mirror.errors import ObjectNotFound, StoreError, UsageError
 from mirror.storage.keys import PARTIAL_SUFFIX, check_key, check_prefix
@@ -20,6 +20,21 @@ from mirror.storage.oserrors import store_errors
 from mirror.storage.port import ObjectInfo, StoreCapabilities
 
 _CHUNK = 1 << 20
+FILE_MODE = 0o644
+T = TypeVar("T")
+
+
+def ensure_parent(directory: str, create: Callable[[], T]) -> T:
+    """``makedirs(directory)`` then ``create()``, retried if a concurrent task pruned an
+    empty parent in between (deletes and moves remove emptied folders)."""
+    for _ in range(9):
+        os.makedirs(directory, exist_ok=True)
+        try:
+            return create()
+        except FileNotFoundError:
+            continue
+    os.makedirs(directory, exist_ok=True)
+    return create()
 
 
 def fsync_dir(path: str) -> None:
@@ -77,9 +92,13 @@ class LocalStore:
         target = self.path(key)
         directory, name = os.path.split(target)
         with store_errors(f"write {self.url}/{key}", missing_ok=True):
-            os.makedirs(directory, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=PARTIAL_SUFFIX, dir=directory)
+            fd, tmp = ensure_parent(
+                directory,
+                lambda: tempfile.mkstemp(prefix=f".{name}.", suffix=PARTIAL_SUFFIX, dir=directory),
+            )
             try:
+                # mkstemp makes 0600 files; mirrored data is meant to be world-readable.
+                os.fchmod(fd, FILE_MODE)
                 with os.fdopen(fd, "wb") as out:
                     fill(out)
                     out.flush()
@@ -157,8 +176,7 @@ class LocalStore:
         if os.path.lexists(dst_dir):
             raise StoreError(f"move {self.url}/{src}/ -> {dst}/: destination exists")
         with store_errors(f"move {self.url}/{src}/ -> {dst}/", missing_ok=True):
-            os.makedirs(os.path.dirname(dst_dir), exist_ok=True)
-            os.rename(src_dir, dst_dir)
+            ensure_parent(os.path.dirname(dst_dir), lambda: os.rename(src_dir, dst_dir))
             fsync_dir(os.path.dirname(dst_dir))
         self._prune_empty(os.path.dirname(src_dir))
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from mirror.errors import UsageError
 from mirror.storage.keys import check_key, check_prefix, join
-from mirror.storage.objects import ObjectStore, store_missing
+from mirror.storage.objects import ObjectStore
 from mirror.storage.oserrors import store_errors
 from mirror.storage.port import ObjectInfo, StoreCapabilities
 
@@ -83,8 +83,6 @@ class S3Store(ObjectStore):
         bucket, _, object_key = self._path(key).partition("/")
         with store_errors(f"stat {self.url}/{key}"):
             head = self.fs.call_s3("head_object", Bucket=bucket, Key=object_key)
-        if object_key.endswith("/"):
-            raise store_missing(self.url, key)
         md5 = (head.get("Metadata") or {}).get("md5")
         return ObjectInfo(key=key, size=int(head["ContentLength"]), md5=md5)
 

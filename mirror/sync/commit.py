@@ -24,7 +24,7 @@ from mirror.archive.port import SeriesRecord
 from mirror.errors import StoreError, UsageError
 from mirror.layout import SIDECAR_NAME, InstanceEntry, SeriesSidecar
 from mirror.storage.keys import check_key
-from mirror.storage.local import fsync_dir
+from mirror.storage.local import ensure_parent, fsync_dir
 from mirror.storage.oserrors import store_errors
 from mirror.storage.port import Store
 from mirror.sync.verify_zip import LICENSE_NAME, ExtractedSeries
@@ -177,8 +177,7 @@ def commit_local(store: Store, root: str, staged: ExtractedSeries, sidecar: Seri
                 lambda key: os.path.lexists(os.path.join(root, *key.split("/"))),
             )
             store.move_prefix(sidecar.path, attic)
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        os.rename(staged.directory, final)
+        ensure_parent(os.path.dirname(final), lambda: os.rename(staged.directory, final))
         fsync_dir(os.path.dirname(final))
 
 

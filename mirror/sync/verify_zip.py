@@ -84,9 +84,11 @@ def _classify(infos: list[zipfile.ZipInfo], max_entry_bytes: int) -> _Members:
     special: dict[str, zipfile.ZipInfo] = {}
     for info in infos:
         check_entry(info, max_entry_bytes)
-        if info.filename in seen:
+        # Case-folded: two names differing only in case collide on macOS/Windows disks.
+        folded = info.filename.casefold()
+        if folded in seen:
             raise UnsafeArchiveEntry(f"duplicate ZIP entry {info.filename!r}")
-        seen.add(info.filename)
+        seen.add(folded)
         if info.filename in (LICENSE_NAME, CSV_NAME):
             special[info.filename] = info
         else:

@@ -141,3 +141,27 @@ def test_s3_missing_bucket_is_store_error(moto_endpoint) -> None:
 def test_s3_bucket_required() -> None:
     with pytest.raises(UsageError):
         S3Store("s3:///x")
+
+
+def test_local_objects_are_world_readable(tmp_path) -> None:
+    store = LocalStore(str(tmp_path))
+    store.put_bytes("a/b", b"x")
+    assert (os.stat(tmp_path / "a" / "b").st_mode & 0o777) == 0o644
+
+
+def test_ensure_parent_survives_a_racing_prune(tmp_path) -> None:
+    from mirror.storage.local import ensure_parent
+
+    target = tmp_path / "p" / "q"
+    calls: list[int] = []
+
+    def create() -> str:
+        calls.append(1)
+        if len(calls) == 1:  # a sibling task pruned the empty folder right after makedirs
+            os.rmdir(target)
+            raise FileNotFoundError(target)
+        (target / "f").write_bytes(b"1")
+        return "made"
+
+    assert ensure_parent(str(target), create) == "made"
+    assert len(calls) == 2 and (target / "f").read_bytes() == b"1"

@@ -87,6 +87,7 @@ CASES = {
     "directory-entry": (_with_entry("00000009.dcm", b"", stat.S_IFDIR | 0o755),
                         "UnsafeArchiveEntry", False),
     "duplicate-entry": (_duplicate_entry, "UnsafeArchiveEntry", False),
+    "case-duplicate": (_with_entry("00000001.DCM"), "UnsafeArchiveEntry", False),
     "bzip2-member": (_bzip2_entry(), "UnsafeArchiveEntry", False),
     "missing-csv-row": (build_zip(FILES, csv=csv_text(md5_rows(FILES)[:-1])),
                         "ArchiveProtocolError", False),
