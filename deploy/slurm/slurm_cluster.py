@@ -71,12 +71,17 @@ def sync_command(scheduler: str, sync_args: Sequence[str]) -> list[str]:
     return ["mirror", "sync", "--scheduler", scheduler, *sync_args]
 
 
-def run_sync(n_workers: int, sync_args: Sequence[str], **overrides: Any) -> int:
+def run_sync(
+    n_workers: int, sync_args: Sequence[str], wait_timeout: float = 3600, **overrides: Any
+) -> int:
     """Start the cluster, run one sync to completion, always release the worker jobs."""
     cluster = make_cluster(**overrides)
     try:
         cluster.scale(jobs=n_workers)
         log.info("scheduler %s, %d worker jobs requested", cluster.scheduler_address, n_workers)
+        # `mirror sync` turns per-worker download caps on only if the workers it sees at
+        # connect time advertise tcia_http: wait until the first worker job has started.
+        cluster.wait_for_workers(1, timeout=wait_timeout)
         cmd = sync_command(cluster.scheduler_address, sync_args)
         return subprocess.run(cmd, check=False).returncode
     finally:
@@ -88,12 +93,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=4, help="number of worker jobs")
     parser.add_argument("--queue", default=None, help="SLURM partition (nodes with egress)")
     parser.add_argument("--account", default=None, help="SLURM account")
+    parser.add_argument(
+        "--wait-timeout", type=float, default=3600, help="seconds to wait for the first worker"
+    )
     parser.add_argument("sync_args", nargs=argparse.REMAINDER, help="arguments for mirror sync")
     args = parser.parse_args(argv)
     sync_args = [a for a in args.sync_args if a != "--"]
     overrides = {k: v for k, v in (("queue", args.queue), ("account", args.account)) if v}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    return run_sync(args.workers, sync_args, **overrides)
+    return run_sync(args.workers, sync_args, args.wait_timeout, **overrides)
 
 
 if __name__ == "__main__":

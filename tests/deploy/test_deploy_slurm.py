@@ -208,3 +208,86 @@ def test_a_second_driver_exits_75_while_the_first_holds_the_lock(tmp_path: Path)
     assert "holds" in busy.stderr
     assert not driver.args_file.exists()
     assert not (driver.home / "current").exists()
+
+
+FAKE_SBATCH = """#!/usr/bin/env bash
+# Emulates `sbatch script`: run the job script in its own session, print the job id.
+job="$FAKE_SLURM/job-$RANDOM$RANDOM.sh"
+cp "$1" "$job"
+setsid bash "$job" > "$job.log" 2>&1 < /dev/null &
+echo "$!" >> "$FAKE_SLURM/pids"
+echo "Submitted batch job $!"
+"""
+FAKE_SCANCEL = """#!/usr/bin/env bash
+for id in "$@"; do kill -TERM -- "-$id" 2>/dev/null || true; done
+"""
+# Stands in for the real `mirror sync`: reports what the cluster looks like, exits 1 (partial).
+FAKE_MIRROR = """#!{python}
+import json, os, sys
+from distributed import Client
+args = sys.argv[1:]
+address = args[args.index("--scheduler") + 1]
+with Client(address, timeout=60) as client:
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    info = [{{"nthreads": w["nthreads"], "resources": w["resources"]}} for w in workers]
+with open(os.environ["FAKE_REPORT"], "w") as out:
+    json.dump({{"argv": args, "workers": info}}, out)
+sys.exit(1)
+"""
+
+
+def fake_bin(tmp: Path) -> Path:
+    import sys
+
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    for name, body in (
+        ("sbatch", FAKE_SBATCH),
+        ("scancel", FAKE_SCANCEL),
+        ("mirror", FAKE_MIRROR.format(python=sys.executable)),
+    ):
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+def kill_fake_jobs(slurm_dir: Path) -> None:
+    import signal
+
+    pids = slurm_dir / "pids"
+    for pid in pids.read_text().split() if pids.exists() else []:
+        try:
+            os.killpg(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.mark.slow
+def test_run_sync_submits_workers_waits_for_one_and_returns_the_sync_exit_code(
+    slurm_cluster: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import dask_jobqueue  # noqa: F401
+
+    slurm_dir = tmp_path / "slurm"
+    slurm_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{fake_bin(tmp_path)}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SLURM", str(slurm_dir))
+    monkeypatch.setenv("FAKE_REPORT", str(tmp_path / "report.json"))
+    try:
+        rc = slurm_cluster.run_sync(
+            1,
+            ["--dest", "/project/tcia"],
+            wait_timeout=180,
+            interface="lo",
+            log_directory=str(tmp_path / "logs"),
+            scheduler_options={"dashboard_address": "127.0.0.1:0"},
+        )
+    finally:
+        kill_fake_jobs(slurm_dir)
+    assert rc == 1
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["argv"][:2] == ["sync", "--scheduler"]
+    assert report["argv"][-2:] == ["--dest", "/project/tcia"]
+    assert report["workers"] == [{"nthreads": 8, "resources": {"tcia_http": 8}}]

@@ -1,0 +1,339 @@
+"""Full-archive planning at scale: the planner and the SQLite ledger over every public series.
+
+Metadata only (nothing is downloaded). The real series catalog of NCI Imaging Data Commons
+(``shared/data/all_series_catalog.parquet``: 1.04M series, 58.8M files, every public
+collection IDC hosts, a superset of TCIA's public radiology) becomes ``SeriesRecord``s, as a
+``--full`` listing would, and goes through the code ``mirror sync`` runs on the driver:
+
+* ``first``: empty ledger, every series is new: ``Ledger.entries()`` + ``plan()``, then
+  ``mark_in_progress`` for everything (one transaction, as run.py does before submitting),
+  then ``record_committed`` for a sample (one fsynced transaction per series, as the driver
+  does per finished series); the rest of the ledger is then filled in bulk so the next
+  phases see a fully populated ledger.
+* ``unchanged``: the weekly ``--full`` reconcile when nothing changed: load the populated
+  ledger, plan the full listing again.
+* ``changed_1pct``: the same with 1 % of series changed upstream (ImageCount + 1).
+* ``nightly_1pct``: a nightly incremental: ``getUpdatedSeries`` lists only the changed 1 %,
+  planned against the full ledger.
+
+Each phase runs in a fresh process so its peak RSS is its own; plan timings are the median
+of ``--repeats`` runs inside the phase. The machine is a shared 2-core VM: read the numbers
+as orders of magnitude.
+
+Usage: ``python benchmarks/plan_scale.py [--limit N] [--repeats 3] [--sample 20000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import median, update_row, write_result
+
+CATALOG = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "all_series_catalog.parquet"
+)
+T = TypeVar("T")
+RUN_DATE = date(2026, 11, 1)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn: Callable[[], T]) -> tuple[T, float]:
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def load_records(catalog: Path, limit: int | None, changed_every: int = 0) -> list[Any]:
+    """Catalog rows -> SeriesRecord, as the archive adapter builds them from a listing."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mirror.archive.port import SeriesRecord
+
+    pa.set_memory_pool(pa.system_memory_pool())
+
+    # Small batches through the system allocator: the driver's RSS should show the records,
+    # not Arrow's retained buffers.
+    records: list[Any] = []
+    for batch in pq.ParquetFile(catalog, memory_map=True).iter_batches(batch_size=50_000):
+        cols = batch.to_pydict()
+        for j in range(batch.num_rows):
+            i = len(records)
+            if limit and i >= limit:
+                return records
+            bump = bool(changed_every) and i % changed_every == 0
+            records.append(to_record(SeriesRecord, cols, j, bump))
+    return records
+
+
+def to_record(cls: Any, cols: dict[str, list[Any]], j: int, bump: bool) -> Any:
+    # bump: a series that gained an instance upstream (fingerprint change)
+    return cls(
+        series_uid=cols["SeriesInstanceUID"][j],
+        study_uid=cols["StudyInstanceUID"][j],
+        patient_id=cols["PatientID"][j],
+        collection=cols["collection_id"][j],
+        modality=cols["Modality"][j] or "",
+        image_count=int(cols["instanceCount"][j] or 0) + int(bump),
+        file_size=int((cols["series_size_MB"][j] or 0) * 1_000_000),
+        date_released=RUN_DATE,
+        max_submission=RUN_DATE,
+        series_description=cols["SeriesDescription"][j] or "",
+        body_part=cols["BodyPartExamined"][j] or "",
+        manufacturer=cols["Manufacturer"][j] or "",
+        study_date=cols["StudyDate"][j],
+    )
+
+
+def rss_mb() -> float:
+    import psutil
+
+    gc.collect()
+    return float(psutil.Process().memory_info().rss) / 2**20
+
+
+def full_scope(records: list[Any]) -> Any:
+    from mirror.sync.plan import PlanScope
+
+    return PlanScope(listed=frozenset(r.collection for r in records))
+
+
+def plan_repeated(remote: list[Any], held: dict[str, Any], scope: Any, repeats: int) -> Any:
+    from mirror.sync.plan import MaxDelete, plan
+
+    times = []
+    result = None
+    for _ in range(repeats):
+        gc.collect()
+        result, seconds = timed(
+            lambda: plan(remote, held, scope=scope, max_delete=MaxDelete(1, True))
+        )
+        times.append(seconds)
+    return result, times
+
+
+def ledger_size_mb(path: Path) -> float:
+    files = [path, path.with_name(path.name + "-wal")]
+    return sum(f.stat().st_size for f in files if f.exists()) / 1e6
+
+
+def fake_sidecar(record: Any, path: str) -> Any:
+    from mirror.layout import InstanceEntry, SeriesSidecar
+
+    md5 = f"{abs(hash(record.series_uid)):032x}"[-32:]
+    instances = (InstanceEntry(name="1-0001.dcm", md5=md5, size=record.file_size),)
+    return SeriesSidecar(
+        series_uid=record.series_uid,
+        study_uid=record.study_uid,
+        patient_id=record.patient_id,
+        collection=record.collection,
+        modality=record.modality,
+        path=path,
+        instances=instances,
+        fingerprint=record.fingerprint,
+        series_version=1,
+        run_id="bench-first",
+        synced_at="2026-11-01T00:00:00+00:00",
+        tool_version="bench",
+    )
+
+
+def bulk_commit_rest(ledger_path: Path, records: list[Any]) -> None:
+    """Fill the ledger as if every series had been committed (setup, not a measured path)."""
+    import sqlite3
+
+    conn = sqlite3.connect(ledger_path)
+    rows = [(*r.fingerprint, r.image_count, r.file_size, r.series_uid) for r in records]
+    with conn:
+        conn.executemany(
+            "UPDATE series SET state='present', fp_image_count=?, fp_file_size=?,"
+            " fp_max_submission=?, fp_date_released=?, n_instances=?, bytes=?,"
+            " content_hash='0', series_version=1, attempts=0 WHERE series_uid=?",
+            rows,
+        )
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+
+
+def phase_first(args: argparse.Namespace, ledger_path: Path) -> dict[str, Any]:
+    from mirror.sync.ledger import Ledger
+
+    records, load_s = timed(lambda: load_records(args.catalog, args.limit))
+    out: dict[str, Any] = {
+        "series": len(records),
+        "load_listing_s": load_s,
+        "rss_listing_mb": rss_mb(),
+    }
+    with Ledger.open(ledger_path) as ledger:
+        held, out["ledger_load_s"] = timed(ledger.entries)
+        the_plan, times = plan_repeated(records, held, full_scope(records), args.repeats)
+        out["rss_after_plan_mb"] = rss_mb()
+        out |= {"plan_s": median(times), "plan_samples_s": times, "counts": the_plan.counts}
+        items = [(i.record, i.path) for i in the_plan.to_fetch]
+        _, out["mark_in_progress_s"] = timed(lambda: ledger.mark_in_progress(items, "bench-first"))
+        sample = items[: args.sample]
+        _, commit_s = timed(lambda: commit_each(ledger, sample))
+        out |= {
+            "commit_sample": len(sample),
+            "commit_per_series_ms": 1000 * commit_s / max(1, len(sample)),
+        }
+    bulk_commit_rest(ledger_path, records)
+    out["ledger_mb"] = ledger_size_mb(ledger_path)
+    return out
+
+
+def commit_each(ledger: Any, items: list[tuple[Any, str]]) -> None:
+    for record, path in items:
+        ledger.record_committed(record, fake_sidecar(record, path), "bench-first", changed=False)
+
+
+def phase_replan(
+    args: argparse.Namespace, ledger_path: Path, changed_every: int, nightly: bool
+) -> dict[str, Any]:
+    from mirror.sync.ledger import Ledger
+    from mirror.sync.plan import PlanScope
+
+    records, load_s = timed(lambda: load_records(args.catalog, args.limit, changed_every))
+    out: dict[str, Any] = {
+        "series_listed": len(records),
+        "load_listing_s": load_s,
+        "rss_listing_mb": rss_mb(),
+    }
+    scope = full_scope(records)
+    if nightly:
+        records = [r for i, r in enumerate(records) if i % changed_every == 0]
+        out["series_listed"] = len(records)
+        scope = PlanScope()
+    with Ledger.open(ledger_path) as ledger:
+        held, out["ledger_load_s"] = timed(ledger.entries)
+        out["ledger_rows"] = len(held)
+        out["rss_ledger_loaded_mb"] = rss_mb()
+        the_plan, times = plan_repeated(records, held, scope, args.repeats)
+        out["rss_after_plan_mb"] = rss_mb()
+    out |= {"plan_s": median(times), "plan_samples_s": times, "counts": the_plan.counts}
+    return out
+
+
+PHASES = ("first", "unchanged", "changed_1pct", "nightly_1pct")
+
+
+def run_phase(args: argparse.Namespace) -> dict[str, Any]:
+    ledger_path = Path(args.ledger)
+    if args.phase == "first":
+        out = phase_first(args, ledger_path)
+    elif args.phase == "unchanged":
+        out = phase_replan(args, ledger_path, 0, nightly=False)
+    elif args.phase == "changed_1pct":
+        out = phase_replan(args, ledger_path, 100, nightly=False)
+    else:
+        out = phase_replan(args, ledger_path, 100, nightly=True)
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+def spawn(args: argparse.Namespace, phase: str, ledger: Path) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--phase",
+        phase,
+        "--ledger",
+        str(ledger),
+        "--catalog",
+        str(args.catalog),
+        "--repeats",
+        str(args.repeats),
+        "--sample",
+        str(args.sample),
+    ]
+    if args.limit:
+        cmd += ["--limit", str(args.limit)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"{phase}: {json.dumps(result, default=str)}", file=sys.stderr)
+    return result
+
+
+def phases(args: argparse.Namespace) -> Iterator[tuple[str, dict[str, Any]]]:
+    with tempfile.TemporaryDirectory(prefix="plan-scale-") as tmp:
+        ledger = Path(tmp) / "ledger.sqlite"
+        for phase in PHASES:
+            yield phase, spawn(args, phase, ledger)
+
+
+def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
+    first = results["first"]
+    n = first["series"]
+    write_result(
+        "plan_scale",
+        {
+            "settings": {
+                "catalog": str(args.catalog),
+                "limit": args.limit,
+                "repeats": args.repeats,
+                "commit_sample": args.sample,
+            },
+            "phases": results,
+        },
+    )
+    label = f"{n / 1e6:.2f}M series"
+    rows = [
+        ("plan, empty ledger (first mirror)", "first", "plan_s"),
+        ("plan, nothing changed (--full)", "unchanged", "plan_s"),
+        ("plan, 1 % changed (--full)", "changed_1pct", "plan_s"),
+        ("plan, nightly 1 % listed", "nightly_1pct", "plan_s"),
+    ]
+    for metric, phase, key in rows:
+        r = results[phase]
+        cell = f"{r[key]:.1f} s, {r['peak_rss_mb']:.0f} MB RSS"
+        update_row("plan_scale", f"{metric}, {label} (s, peak RSS)", [cell, "-", "-", "-"])
+    update_row(
+        "plan_scale",
+        f"ledger load, {label} (s)",
+        [f"{results['unchanged']['ledger_load_s']:.1f}", "-", "-", "-"],
+    )
+    update_row(
+        "plan_scale", f"ledger size, {label} (MB)", [f"{first['ledger_mb']:.0f}", "-", "-", "-"]
+    )
+    update_row(
+        "plan_scale",
+        "ledger commit per series, fsynced (ms)",
+        [f"{first['commit_per_series_ms']:.2f}", "-", "-", "-"],
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--catalog", type=Path, default=CATALOG)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N series")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sample", type=int, default=20000, help="series committed one by one")
+    parser.add_argument("--phase", choices=PHASES, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--ledger", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        print(json.dumps(run_phase(args), default=str))
+        return 0
+    results = dict(phases(args))
+    report(results, args)
+    print(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
