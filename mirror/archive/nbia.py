@@ -83,6 +83,12 @@ class NbiaArchive:
     def close(self) -> None:
         self._http.close()
 
+    def __enter__(self) -> NbiaArchive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return f"NbiaArchive({self.url!r})"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 
@@ -9,6 +11,8 @@ from mirror.archive.auth import TokenManager, token_url_for
 from mirror.archive.nbia import NbiaArchive
 from mirror.archive.sim import FaultConfig, SimArchive, SimServer
 from mirror.errors import AuthError
+
+MakeClient = Callable[..., NbiaArchive]  # the make_client fixture (tests/archive/conftest.py)
 
 
 class FakeClock:
@@ -74,13 +78,13 @@ def test_stale_token_is_401_on_downloads_and_empty_on_metadata(
 
 
 def test_client_refreshes_before_expiry_and_never_sends_a_stale_token(
-    archive_server: SimServer, sim: SimArchive
+    make_client: MakeClient, archive_server: SimServer, sim: SimArchive
 ) -> None:
     server_clock, client_clock = FakeClock(), FakeClock()
     sim.clock = server_clock
     sim.users["alice"] = "secret"
     sim.faults = FaultConfig(token_ttl=300)
-    client = NbiaArchive(archive_server.base_url, username="alice", password="secret")
+    client = make_client(archive_server.base_url, username="alice", password="secret")
     assert client._tokens is not None
     client._tokens.clock = client_clock
     uid = sim.series_uids()[0]
@@ -97,8 +101,10 @@ def test_client_refreshes_before_expiry_and_never_sends_a_stale_token(
     assert all(r.authorization and r.authorization.startswith("Bearer ") for r in downloads)
 
 
-def test_bad_credentials_raise_auth_error(archive_server: SimServer) -> None:
-    client = NbiaArchive(archive_server.base_url, username="mallory", password="guess")
+def test_bad_credentials_raise_auth_error(
+    make_client: MakeClient, archive_server: SimServer
+) -> None:
+    client = make_client(archive_server.base_url, username="mallory", password="guess")
     with pytest.raises(AuthError):
         client.collections()
 
@@ -117,8 +123,10 @@ def test_expired_refresh_token_falls_back_to_password(
     assert first != second and second["Authorization"].startswith("Bearer ")
 
 
-def test_401_from_archive_is_auth_error(archive_server: SimServer, sim: SimArchive) -> None:
-    client = NbiaArchive(archive_server.base_url, username="nbia_guest")
+def test_401_from_archive_is_auth_error(
+    make_client: MakeClient, archive_server: SimServer, sim: SimArchive
+) -> None:
+    client = make_client(archive_server.base_url, username="nbia_guest")
     sim.clock = FakeClock()
     sim.faults = FaultConfig(token_ttl=100)
     assert client._tokens is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import threading
 import zipfile
+from collections.abc import Callable
 
 import pytest
 
@@ -17,6 +18,8 @@ from mirror.errors import (
     RateLimited,
     TruncatedDownload,
 )
+
+MakeClient = Callable[..., NbiaArchive]  # the make_client fixture (tests/archive/conftest.py)
 
 
 def _fetch(archive: NbiaArchive, uid: str) -> zipfile.ZipFile:
@@ -46,10 +49,10 @@ def test_retry_after_is_honoured(
 
 
 def test_metadata_gives_up_after_the_attempt_budget(
-    archive_server: SimServer, sim: SimArchive
+    make_client: MakeClient, archive_server: SimServer, sim: SimArchive
 ) -> None:
     sleeps: list[float] = []
-    client = NbiaArchive(archive_server.base_url, attempts=3, sleep=sleeps.append)
+    client = make_client(archive_server.base_url, attempts=3, sleep=sleeps.append)
     sim.faults = FaultConfig(metadata_fail_next=5)
     with pytest.raises(ArchiveUnavailable):
         client.collections()
@@ -136,8 +139,10 @@ def test_faults_target_only_chosen_series(archive: NbiaArchive, sim: SimArchive)
     assert sim.fault_state.counts["fail_next"] == 4
 
 
-def test_seeded_error_rate_is_reproducible(archive_server: SimServer, sim: SimArchive) -> None:
-    client = NbiaArchive(archive_server.base_url)
+def test_seeded_error_rate_is_reproducible(
+    make_client: MakeClient, archive_server: SimServer, sim: SimArchive
+) -> None:
+    client = make_client(archive_server.base_url)
     uid = sim.series_uids()[0]
 
     def outcomes() -> list[bool]:
@@ -184,7 +189,7 @@ def test_new_server_uses_get_image_with_md5_and_new_names(
 
 
 def test_connection_cap_answers_429(
-    archive: NbiaArchive, archive_server: SimServer, sim: SimArchive
+    make_client: MakeClient, archive: NbiaArchive, archive_server: SimServer, sim: SimArchive
 ) -> None:
     entered, release = threading.Event(), threading.Event()
 
@@ -199,15 +204,15 @@ def test_connection_cap_answers_429(
     first.start()
     assert entered.wait(30)
     with pytest.raises(RateLimited) as info:
-        NbiaArchive(archive_server.base_url, attempts=1).collections()
+        make_client(archive_server.base_url, attempts=1).collections()
     assert info.value.retry_after == 3.0
     release.set()
     first.join(30)
     assert len(results) == 1 and results[0]  # the request holding the slot succeeded
 
 
-def test_connection_refused_is_unavailable() -> None:
-    client = NbiaArchive("http://127.0.0.1:9/nbia-api/services/v4/", attempts=2)
+def test_connection_refused_is_unavailable(make_client: MakeClient) -> None:
+    client = make_client("http://127.0.0.1:9/nbia-api/services/v4/", attempts=2)
     with pytest.raises(ArchiveUnavailable):
         client.collections()
     with pytest.raises(ArchiveUnavailable), client.stream_series("1.2.3"):
@@ -234,7 +239,10 @@ def test_latency_and_bandwidth_use_the_injected_clock(
 
 
 def test_malformed_json_is_a_protocol_error(
-    archive_server: SimServer, sim: SimArchive, monkeypatch: pytest.MonkeyPatch
+    make_client: MakeClient,
+    archive_server: SimServer,
+    sim: SimArchive,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from mirror.archive.sim import api
     from mirror.archive.sim.routes import ENDPOINTS, Endpoint
@@ -242,4 +250,4 @@ def test_malformed_json_is_a_protocol_error(
     broken = Endpoint("GET", ("format",), lambda _s, _p: api.Reply(200, b"[{not json"))
     monkeypatch.setitem(ENDPOINTS, "getCollectionValues", broken)
     with pytest.raises(ArchiveProtocolError):
-        NbiaArchive(archive_server.base_url).collections()
+        make_client(archive_server.base_url).collections()

@@ -36,7 +36,11 @@ ADAPTERS: dict[str, AdapterFactory] = {
 @pytest.fixture(params=sorted(ADAPTERS))
 def port(request: pytest.FixtureRequest, sim: SimArchive) -> Iterator[Archive]:
     with serve_archive(sim) as server:
-        yield ADAPTERS[request.param](server)
+        adapter = ADAPTERS[request.param](server)
+        yield adapter
+        close = getattr(adapter, "close", None)
+        if close is not None:
+            close()
 
 
 def _download(port: Archive, uid: str) -> zipfile.ZipFile:
@@ -123,3 +127,4 @@ def test_adapter_pickles_and_works_after(port: Archive, sim: SimArchive) -> None
     port.collections()  # opens the connection pool
     clone = pickle.loads(pickle.dumps(port))
     assert sorted(r.series_uid for r in clone.series()) == sorted(sim.series_uids())
+    getattr(clone, "close", lambda: None)()

@@ -9,6 +9,8 @@ from the header alone.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import io
 import struct
@@ -83,8 +85,44 @@ def is_image(modality: str) -> bool:
 def _orientation(modality: str) -> tuple[list[float], list[float]]:
     # MR is sagittal so converters meet a non-axial normal; CT/PT are axial.
     if modality == "MR":
-        return [0.0, 1.0, 0.0, 0.0, 0.0, -1.0], [1.0, 0.0, 0.0]
+        return [0.0, 1.0, 0.0, 0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]  # normal = row x col
     return [1.0, 0.0, 0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 1.0]
+
+
+# Elements that differ between the slices of one series (tag + VR bytes, little endian).
+# All are fixed width, so a per-series template header is patched in place instead of
+# re-encoding every slice with pydicom (which costs more than generating the pixels).
+_VARYING_TAGS = {
+    b"\x02\x00\x03\x00UI": "sop",  # MediaStorageSOPInstanceUID
+    b"\x08\x00\x18\x00UI": "sop",  # SOPInstanceUID
+    b"\x08\x00\x33\x00TM": "time",  # ContentTime
+    b"\x20\x00\x12\x00IS": "acq",  # AcquisitionNumber
+    b"\x20\x00\x13\x00IS": "inst",  # InstanceNumber
+    b"\x20\x00\x32\x00DS": "ipp",  # ImagePositionPatient
+    b"\x20\x00\x41\x10DS": "sloc",  # SliceLocation
+}
+_TEMPLATE_SOP = "2.25." + "1" * 38
+
+
+def _content_time(version: int) -> str:
+    """HHMMSS: noon plus one second per replacement (a valid TM for every version)."""
+    seconds = (12 * 3600 + version) % 86400
+    return f"{seconds // 3600:02d}{seconds // 60 % 60:02d}{seconds % 60:02d}"
+
+
+def _varying(spec: InstanceSpec) -> dict[str, str]:
+    _, normal = _orientation(spec.modality)
+    z = spec.index * spec.slice_thickness
+    origin = [-spec.cols * spec.pixel_spacing / 2, -spec.rows * spec.pixel_spacing / 2, 0.0]
+    ipp = [_ds(o + z * n) for o, n in zip(origin, normal, strict=True)]
+    return {
+        "sop": spec.sop_uid,
+        "time": _content_time(spec.version),
+        "acq": f"{spec.acquisition_number:04d}",
+        "inst": f"{spec.instance_number:06d}",
+        "ipp": "\\".join(ipp),
+        "sloc": _ds(z),
+    }
 
 
 def _common(spec: InstanceSpec) -> Dataset:
@@ -96,7 +134,7 @@ def _common(spec: InstanceSpec) -> Dataset:
     ds.SeriesDate = ds.StudyDate
     ds.ContentDate = ds.StudyDate
     ds.StudyTime = "120000"
-    ds.ContentTime = f"{120000 + spec.version:06d}"
+    ds.ContentTime = _varying(spec)["time"]
     ds.Modality = spec.modality
     ds.Manufacturer = spec.manufacturer
     ds.SeriesDescription = spec.series_description
@@ -109,7 +147,7 @@ def _common(spec: InstanceSpec) -> Dataset:
     ds.SeriesInstanceUID = spec.series_uid
     ds.StudyID = "1"
     ds.SeriesNumber = spec.series_number
-    ds.InstanceNumber = f"{spec.instance_number:06d}"
+    ds.InstanceNumber = _varying(spec)["inst"]
     ds.FrameOfReferenceUID = spec.frame_uid
     ds.ClinicalTrialProtocolID = spec.collection
     return ds
@@ -117,13 +155,11 @@ def _common(spec: InstanceSpec) -> Dataset:
 
 def _image_header(spec: InstanceSpec) -> Dataset:
     ds = _common(spec)
-    ds.AcquisitionNumber = f"{spec.acquisition_number:04d}"
-    iop, normal = _orientation(spec.modality)
-    z = spec.index * spec.slice_thickness
-    origin = [-spec.cols * spec.pixel_spacing / 2, -spec.rows * spec.pixel_spacing / 2, 0.0]
-    ds.ImagePositionPatient = [_ds(o + z * n) for o, n in zip(origin, normal, strict=True)]
-    ds.ImageOrientationPatient = iop
-    ds.SliceLocation = _ds(z)
+    values = _varying(spec)
+    ds.AcquisitionNumber = values["acq"]
+    ds.ImagePositionPatient = values["ipp"].split("\\")
+    ds.ImageOrientationPatient = _orientation(spec.modality)[0]
+    ds.SliceLocation = values["sloc"]
     ds.PixelSpacing = [spec.pixel_spacing, spec.pixel_spacing]
     ds.SliceThickness = spec.slice_thickness
     ds.SamplesPerPixel = 1
@@ -158,18 +194,30 @@ def _non_image_header(spec: InstanceSpec) -> Dataset:
     return ds
 
 
+@functools.lru_cache(maxsize=8)
+def _phantom(rows: int, cols: int) -> tuple[np.ndarray, ...]:
+    """The slice-independent parts of the phantom (read-only, memoised per matrix size)."""
+    yy, xx = np.mgrid[-1.0 : 1.0 : rows * 1j, -1.0 : 1.0 : cols * 1j]
+    body = (xx / 0.85) ** 2 + (yy / 0.65) ** 2 < 1.0
+    spine = xx**2 + (yy - 0.45) ** 2 < 0.01
+    base = (np.where(body, 1064.0, 24.0) + 900.0 * spine).astype(np.float32)
+    left = ((xx - 0.35) ** 2 + yy**2).astype(np.float32)
+    right = ((xx + 0.35) ** 2 + yy**2).astype(np.float32)
+    arrays = (base, body.astype(np.float32), left, right, xx[0].astype(np.float32))
+    for array in arrays:
+        array.flags.writeable = False
+    return arrays
+
+
 def pixels(spec: InstanceSpec) -> np.ndarray:
     """A phantom-like slice: smooth anatomy that drifts with z plus a little seeded noise."""
-    yy, xx = np.mgrid[-1.0 : 1.0 : spec.rows * 1j, -1.0 : 1.0 : spec.cols * 1j]
+    base, body, left, right, x = _phantom(spec.rows, spec.cols)
     phase = spec.index / 12.0
-    body = (xx / 0.85) ** 2 + (yy / 0.65) ** 2 < 1.0
-    lung_r = 0.22 + 0.05 * np.sin(phase)
-    lungs = ((xx - 0.35) ** 2 + yy**2 < lung_r**2) | ((xx + 0.35) ** 2 + yy**2 < lung_r**2)
-    spine = xx**2 + (yy - 0.45) ** 2 < 0.01
-    img = np.where(body, 1064.0, 24.0) - 800.0 * lungs + 900.0 * spine
-    img += 60.0 * np.cos(3.0 * xx + phase) * body
+    lung_r2 = (0.22 + 0.05 * np.sin(phase)) ** 2
+    img = base - 800.0 * ((left < lung_r2) | (right < lung_r2))
+    img += 60.0 * np.cos(3.0 * x + phase)[None, :] * body
     rng = np.random.default_rng([spec.seed, spec.index, spec.version, spec.rows])
-    img += rng.normal(0.0, 6.0, img.shape)
+    img += rng.integers(-12, 13, img.shape, dtype=np.int16)
     out: np.ndarray = np.clip(img, 0, 4095).astype("<u2")
     return out
 
@@ -191,11 +239,41 @@ def _pixel_element_header(nbytes: int) -> bytes:
     return struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, nbytes)
 
 
-def header_bytes(spec: InstanceSpec) -> bytes:
-    """The file up to (not including) the pixel data element."""
+def encode_header(spec: InstanceSpec) -> bytes:
+    """The file up to the pixel data, encoded by pydicom from scratch."""
     if is_image(spec.modality):
         return _encode(_image_header(spec), spec)
     return _encode(_non_image_header(spec), spec)
+
+
+@functools.lru_cache(maxsize=64)
+def _template(spec: InstanceSpec) -> bytes:
+    return encode_header(spec)
+
+
+def header_bytes(spec: InstanceSpec) -> bytes:
+    """:func:`encode_header`, fast: the series template with this slice's values patched in."""
+    key = dataclasses.replace(
+        spec, index=0, version=0, instance_number=1, acquisition_number=1, sop_uid=_TEMPLATE_SOP
+    )
+    patched = _patch(_template(key), _varying(spec))
+    return patched if patched is not None else encode_header(spec)
+
+
+def _patch(template: bytes, values: dict[str, str]) -> bytes | None:
+    out = bytearray(template)
+    for marker, key in _VARYING_TAGS.items():
+        at = out.find(marker)
+        if at < 0:
+            continue  # non-image objects carry no geometry
+        length = int.from_bytes(out[at + 6 : at + 8], "little")
+        pad = b"\0" if marker.endswith(b"UI") else b" "
+        value = values[key].encode()
+        value += pad * (len(value) % 2)
+        if len(value) != length:
+            return None  # a value of another width: fall back to a full encode
+        out[at + 8 : at + 8 + length] = value
+    return bytes(out)
 
 
 def instance_size(spec: InstanceSpec) -> int:
