@@ -1,0 +1,98 @@
+"""The index over a mirror the real sync engine wrote from the simulated archive (HTTP)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pydicom
+import pytest
+from index_expect import pydicom_value
+from typer.testing import CliRunner
+
+from mirror.archive.nbia import NbiaArchive
+from mirror.archive.sim import SimArchive, SimServer
+from mirror.cli import app
+from mirror.config import ClusterConfig, SyncConfig
+from mirror.index import query
+from mirror.index.build import build_index, withdrawn_series
+from mirror.index.export import export_cohort
+from mirror.index.schema import ELEMENTS
+from mirror.storage import open_store
+from mirror.sync.manifest import read_manifest
+from mirror.sync.service import sync
+from mirror.sync.task import FetchSettings
+
+pytestmark = pytest.mark.slow
+NO_WAIT = FetchSettings(backoff_initial=0.0, backoff_max=0.0)
+
+
+@pytest.fixture
+def mirrored(tmp_path: Path, archive_server: SimServer, archive: NbiaArchive, sim: SimArchive):
+    dest = tmp_path / "mirror"
+    config = SyncConfig(dest=str(dest), archive_url=archive_server.base_url,
+                        cluster=ClusterConfig(workers=0, threads=4))
+
+    def run(**overrides):
+        from dataclasses import replace
+
+        summary = sync(replace(config, **overrides), archive=archive, today=lambda: sim.today,
+                       fetch_settings=NO_WAIT)
+        assert summary.exit_code == 0, summary.failures
+        return summary
+
+    run()
+    return dest, run
+
+
+def test_index_of_a_synced_mirror_equals_pydicom_for_every_instance(mirrored, sim):
+    dest, _ = mirrored
+    store = open_store(str(dest))
+    report = build_index(store)
+    assert report.series == len(sim.series_uids())
+    rows = query(store, "SELECT * FROM instances").to_pylist()
+    assert len(rows) == sum(len(sim.get_series(u).instances) for u in sim.series_uids())
+    for row in rows:
+        ds = pydicom.dcmread(dest / row["file_path"], stop_before_pixels=True)
+        for element in ELEMENTS:
+            assert row[element.keyword] == pydicom_value(ds, element), element.keyword
+    series = {r["SeriesInstanceUID"]: r for r in query(store, "SELECT * FROM series").to_pylist()}
+    for uid in sim.series_uids():
+        record = sim.record(uid)
+        assert series[uid]["Collection"] == record.collection
+        assert series[uid]["instanceCount"] == record.image_count
+        assert series[uid]["Modality"] == record.modality
+        assert series[uid]["series_size_MB"] == pytest.approx(record.file_size / 1e6)
+    assert query(store, "SELECT count(*) AS n FROM errors").to_pylist() == [{"n": 0}]
+
+
+def test_add_and_withdraw_through_sync_then_incremental_index(mirrored, sim, tmp_path):
+    dest, run = mirrored
+    runner = CliRunner()
+    first = runner.invoke(app, ["index", "build", "--dest", str(dest), "--workers", "0"])
+    assert first.exit_code == 0, first.output
+    uids = sim.series_uids()
+    sim.today = sim.today + timedelta(days=1)
+    added = sim.add_series(sim.record(uids[0]).collection, patient_id="NEW-1", n_instances=2)
+    sim.withdraw_series(uids[1])
+    gone_path = query(str(dest), "SELECT series_path FROM series WHERE SeriesInstanceUID = "
+                      f"'{uids[1]}'").column(0)[0].as_py()
+    run()  # incremental: the new series
+    run(full=True)  # a full listing tombstones the withdrawn series (its files stay)
+    assert (dest / gone_path / "_series.json").exists()
+    assert withdrawn_series(str(dest)) == {uids[1]}
+
+    second = runner.invoke(app, ["index", "build", "--dest", str(dest), "--workers", "0"])
+    assert second.exit_code == 0, second.output
+    assert "1 read" in second.output and "1 removed" in second.output
+    series = {r["SeriesInstanceUID"]: r for r in query(str(dest), "SELECT * FROM series")
+              .to_pylist()}
+    assert uids[1] not in series and added in series
+    n = query(str(dest), f"SELECT count(*) FROM instances WHERE SeriesInstanceUID = '{added}'")
+    assert n.column(0)[0].as_py() == series[added]["instanceCount"] == 2
+    gone = query(str(dest), f"SELECT count(*) FROM instances WHERE SeriesInstanceUID = '{uids[1]}'")
+    assert gone.column(0)[0].as_py() == 0
+
+    manifest = tmp_path / "cohort.tcia"
+    export_cohort(str(dest), "instanceCount >= 2", str(manifest))
+    assert set(read_manifest(manifest)) == {u for u, r in series.items() if r["instanceCount"] >= 2}
