@@ -119,25 +119,35 @@ def multiscales_json(name: str, layout: Layout, method: str) -> dict[str, object
 
 
 _METHODS = {
-    "mean": "2x2 block mean in y,x (z kept), rounded to dtype; odd edges replicated",
+    "mean": "2x2 block mean in y,x (z kept); integers (a+b+c+d+2)//4; odd edges replicated",
     "nearest": "every second pixel in y,x (labels)",
 }
 
 
 def downsample(block: np.ndarray, method: str) -> np.ndarray:
-    """Halve the last two axes: block mean (rounded to the dtype) or nearest for labels."""
+    """Halve the last two axes: 2x2 block mean or, for labels, nearest (every second pixel).
+
+    Integer means are exact sums in a wider type rounded half up, ``(a+b+c+d+2) // 4``:
+    deterministic, and the mean of in-range values is always in range (no clipping).
+    """
     if method == "nearest":
         return np.ascontiguousarray(block[..., ::2, ::2])
     y, x = block.shape[-2:]
-    pad = [(0, 0)] * (block.ndim - 2) + [(0, y % 2), (0, x % 2)]
-    padded = np.pad(block, pad, mode="edge") if (y % 2 or x % 2) else block
-    work = padded.astype(np.float64)
-    top, bottom = work[..., 0::2, :], work[..., 1::2, :]
-    mean = (top[..., 0::2] + bottom[..., 0::2] + top[..., 1::2] + bottom[..., 1::2]) / 4.0
-    if np.issubdtype(block.dtype, np.integer):
-        info = np.iinfo(block.dtype)
-        return np.clip(np.rint(mean), info.min, info.max).astype(block.dtype)
-    return mean.astype(block.dtype)
+    if y % 2 or x % 2:
+        pad = [(0, 0)] * (block.ndim - 2) + [(0, y % 2), (0, x % 2)]
+        block = np.pad(block, pad, mode="edge")
+    integer = np.issubdtype(block.dtype, np.integer)
+    work = (np.int32 if block.dtype.itemsize <= 2 else np.int64) if integer else np.float64
+    total = np.add(block[..., 0::2, 0::2], block[..., 1::2, 0::2], dtype=work)
+    total += block[..., 0::2, 1::2]
+    total += block[..., 1::2, 1::2]
+    if integer:
+        total += 2
+        total //= 4
+        out: np.ndarray = total.astype(block.dtype)
+    else:
+        out = (total / 4.0).astype(block.dtype)
+    return out
 
 
 def _nums(values: tuple[float, ...]) -> list[float]:

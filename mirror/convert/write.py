@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,9 +178,19 @@ def _write_stack(
     arrays = _create_levels(job.root, path, layout, values)
     shards = layout.chunks_and_shards(0)[1]
     depth = shards[layout.axes.index("z")] if "z" in layout.axes else 1
-    for t, row in enumerate(plan.grid):
-        for z0 in range(0, len(row), depth):
-            block = _decode_block(row[z0 : z0 + depth], plan, values, job)
+    slabs = [(t, z0) for t, row in enumerate(plan.grid) for z0 in range(0, len(row), depth)]
+
+    def decode(i: int) -> np.ndarray:
+        t, z0 = slabs[i]
+        return _decode_block(plan.grid[t][z0 : z0 + depth], plan, values, job)
+
+    # decode slab i+1 (in the shared pool) while slab i is encoded and written
+    with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as ahead:
+        pending = ahead.submit(decode, 0)
+        for i, (t, z0) in enumerate(slabs):
+            block = pending.result()
+            if i + 1 < len(slabs):
+                pending = ahead.submit(decode, i + 1)
             _write_block(arrays, layout, block, t=t, z0=z0, method=method)
     result = StackResult(
         stack_id, plan.role, "written", path, layout.shape, values.dtype, layout.axes,
@@ -225,9 +235,10 @@ def _decode_block(
 ) -> np.ndarray:
     """(C, dz, Y, X) output values for one slab; missing slots hold the fill value."""
     first = plan.first
-    out = np.full(
-        (values.channels, len(row), first.rows, first.cols), values.fill_value, dtype=values.dtype
-    )
+    out = np.empty((values.channels, len(row), first.rows, first.cols), dtype=values.dtype)
+    for k, h in enumerate(row):
+        if h is None:
+            out[:, k] = values.fill_value
     by_file: dict[str, list[tuple[int, SliceHeader]]] = {}
     for k, h in enumerate(row):
         if h is not None:
