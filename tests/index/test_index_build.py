@@ -24,6 +24,7 @@ def _rows(store: Store, sql: str) -> list[dict]:
     return query(store, sql).to_pylist()
 
 
+@pytest.mark.slow
 def test_every_indexed_value_equals_pydicoms_reading(store, tree):
     report = build_index(store)
     assert report.series == len(tree) and report.extracted == len(tree)
@@ -96,6 +97,7 @@ def test_only_committed_series_are_indexed(store, tree):
     assert _rows(store, "SELECT count(*) AS n FROM series WHERE PatientID = 'TCGA-99'") == [{"n": 0}]
 
 
+@pytest.mark.slow
 def test_incremental_build_after_add_change_and_withdraw(store, tree):
     first = build_index(store)
     uids = sorted(tree)
@@ -159,6 +161,7 @@ class CrashBeforePointer:
         return getattr(self.inner, name)
 
 
+@pytest.mark.slow
 def test_crashed_build_leaves_previous_snapshot_visible(store, tree):
     first = build_index(store)
     before = _rows(store, "SELECT SeriesInstanceUID FROM series ORDER BY 1")
@@ -191,6 +194,7 @@ def test_reader_sees_old_snapshot_while_build_writes(store, tree, monkeypatch):
     assert _rows(store, "SELECT count(*) AS n FROM series") == [{"n": len(tree) + 1}]
 
 
+@pytest.mark.slow
 def test_old_snapshots_are_garbage_collected_after_the_swap(store, tree):
     ids = [build_index(store, keep=2).snapshot_id for _ in range(4)]
     kept = {k.split("/")[2] for k in store.list("_index/snapshots/")}
