@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mirror.archive.sim import SimArchive
 from mirror.layout import RESERVED_PREFIXES, SIDECAR_NAME, SeriesSidecar
+from mirror.storage.port import Store
 from mirror.sync.report import RunSummary
 
 SyncFn = Callable[..., RunSummary]
@@ -53,3 +54,24 @@ def assert_mirror_equals_archive(dest: Path, sim: SimArchive) -> None:
     for uid in visible:
         got = sorted(i.md5 for i in sidecars[uid].instances)
         assert got == sorted(sim.true_md5s(uid)), uid
+
+
+def store_sidecars(store: Store) -> dict[str, SeriesSidecar]:
+    """The same outside-in check as :func:`assert_nothing_partial`, through a Store."""
+    folders: dict[str, dict[str, bytes]] = {}
+    for key in store.list():
+        if key.split("/", 1)[0] in RESERVED_PREFIXES:
+            continue
+        folder, name = key.rsplit("/", 1)
+        folders.setdefault(folder, {})[name] = store.get_bytes(key)
+    sidecars: dict[str, SeriesSidecar] = {}
+    for folder, files in folders.items():
+        assert SIDECAR_NAME in files, f"{folder}: files without a sidecar"
+        sidecar = SeriesSidecar.from_json(files.pop(SIDECAR_NAME))
+        files.pop("LICENSE", None)
+        listed = {i.name: i.md5 for i in sidecar.instances}
+        assert set(files) == set(listed), folder
+        for name, data in files.items():
+            assert hashlib.md5(data).hexdigest() == listed[name], f"{folder}/{name}"
+        sidecars[sidecar.series_uid] = sidecar
+    return sidecars
