@@ -180,18 +180,19 @@ def _write_stack(
     depth = shards[layout.axes.index("z")] if "z" in layout.axes else 1
     slabs = [(t, z0) for t, row in enumerate(plan.grid) for z0 in range(0, len(row), depth)]
 
-    def decode(i: int) -> np.ndarray:
+    def decode(i: int) -> list[np.ndarray]:
         t, z0 = slabs[i]
-        return _decode_block(plan.grid[t][z0 : z0 + depth], plan, values, job)
+        block = _decode_block(plan.grid[t][z0 : z0 + depth], plan, values, job)
+        return _pyramid(block, len(arrays), method)
 
     # decode slab i+1 (in the shared pool) while slab i is encoded and written
     with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as ahead:
         pending = ahead.submit(decode, 0)
         for i, (t, z0) in enumerate(slabs):
-            block = pending.result()
+            levels = pending.result()
             if i + 1 < len(slabs):
                 pending = ahead.submit(decode, i + 1)
-            _write_block(arrays, layout, block, t=t, z0=z0, method=method)
+            _write_levels(arrays, layout, levels, t=t, z0=z0)
     result = StackResult(
         stack_id, plan.role, "written", path, layout.shape, values.dtype, layout.axes,
         layout.scale, plan.flags, len(plan.headers),
@@ -253,19 +254,23 @@ def _decode_block(
     return out
 
 
-def _write_block(
+def _pyramid(block: np.ndarray, n_levels: int, method: str) -> list[np.ndarray]:
+    levels = [block]
+    while len(levels) < n_levels:
+        levels.append(ngff.downsample(levels[-1], method))
+    return levels
+
+
+def _write_levels(
     arrays: Sequence[zarr.Array[Any]],
     layout: ngff.Layout,
-    block: np.ndarray,
+    levels: Sequence[np.ndarray],
     *,
     t: int,
     z0: int,
-    method: str,
 ) -> None:
-    data = block
-    for level, array in enumerate(arrays):
-        if level:
-            data = ngff.downsample(data, method)
+    """Whole shards only: every slab spans the full shard depth (or the array's end)."""
+    for array, data in zip(arrays, levels, strict=True):
         selection: list[Any] = []
         for ax in layout.axes:
             if ax == "t":
