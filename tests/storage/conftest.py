@@ -28,6 +28,11 @@ def moto_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
+def s3_options() -> dict:
+    return dict(S3_OPTIONS)
+
+
+@pytest.fixture
 def s3_client(moto_endpoint: str):
     import boto3
 

@@ -130,10 +130,8 @@ def test_s3_failed_multipart_upload_leaves_nothing(s3_store, s3_client, tmp_path
     assert s3_store.info("s/big.dcm").size == 12 * 2**20
 
 
-def test_s3_missing_bucket_is_store_error(moto_endpoint) -> None:
-    from conftest import S3_OPTIONS
-
-    store = S3Store("s3://no-such-bucket/x", endpoint_url=moto_endpoint, storage_options=S3_OPTIONS)
+def test_s3_missing_bucket_is_store_error(moto_endpoint, s3_options) -> None:
+    store = S3Store("s3://no-such-bucket/x", endpoint_url=moto_endpoint, storage_options=s3_options)
     with pytest.raises(StoreError):
         store.put_bytes("a", b"x")
 

@@ -7,7 +7,7 @@ import os
 from datetime import date
 
 import pytest
-from consistency import assert_consistent, snapshot
+from task_consistency import assert_consistent, snapshot
 from task_zips import FakeArchive, build_zip, csv_text, md5_rows, record_for, series_files
 
 from mirror.errors import StoreError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from consistency import assert_consistent
+from task_consistency import assert_consistent
 from task_zips import FakeArchive, build_zip, record_for, series_files
 
 from mirror.sync.task import SeriesTask, sync_series

@@ -9,7 +9,7 @@ import stat
 import zipfile
 
 import pytest
-from consistency import assert_consistent, snapshot
+from task_consistency import assert_consistent, snapshot
 from task_zips import (
     FakeArchive,
     build_zip,

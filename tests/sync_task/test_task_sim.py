@@ -6,7 +6,7 @@ import hashlib
 import os
 
 import pytest
-from consistency import assert_consistent, snapshot
+from task_consistency import assert_consistent, snapshot
 
 from mirror.archive.sim import FaultConfig
 from mirror.layout import series_path
