@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ from mirror.sync.verify_zip import LICENSE_NAME, ExtractedSeries
 
 log = logging.getLogger(__name__)
 
+PUT_CONCURRENCY = 8
 STAGING = ".staging"
 ATTIC = "_attic"
 _BASE_FIELDS = frozenset(
@@ -183,15 +185,18 @@ def commit_local(store: Store, root: str, staged: ExtractedSeries, sidecar: Seri
 
 def commit_objects(store: Store, staged: ExtractedSeries, sidecar: SeriesSidecar) -> None:
     """Put each verified file once (with its MD5), drop stale objects, sidecar last."""
-    keep = {SIDECAR_NAME}
-    for inst in sidecar.instances:
-        store.put_file(os.path.join(staged.directory, inst.name), f"{sidecar.path}/{inst.name}",
-                       md5=inst.md5)
-        keep.add(inst.name)
+    uploads: list[tuple[str, str | None]] = [(i.name, i.md5) for i in sidecar.instances]
     if staged.has_license:
-        store.put_file(os.path.join(staged.directory, LICENSE_NAME),
-                       f"{sidecar.path}/{LICENSE_NAME}")
-        keep.add(LICENSE_NAME)
+        uploads.append((LICENSE_NAME, None))
+
+    def put(item: tuple[str, str | None]) -> None:
+        name, md5 = item
+        store.put_file(os.path.join(staged.directory, name), f"{sidecar.path}/{name}", md5=md5)
+
+    # Object stores answer each PUT in tens of ms: overlap them (the first error wins).
+    with ThreadPoolExecutor(max(1, min(PUT_CONCURRENCY, len(uploads)))) as pool:
+        list(pool.map(put, uploads))
+    keep = {SIDECAR_NAME} | {name for name, _ in uploads}
     for key in list(store.list(sidecar.path)):
         if key[len(sidecar.path) + 1 :] not in keep:
             store.delete(key)
