@@ -143,3 +143,53 @@ def test_unwritable_destination_exits_4(run_sync: SyncFn, tmp_path: Path) -> Non
     blocker.write_text("x")
     summary = run_sync(dest=str(blocker / "mirror"), state_dir=str(tmp_path / "state"))
     assert summary.exit_code == 4, summary
+
+
+@pytest.mark.slow
+def test_max_connections_caps_concurrent_downloads_cluster_wide(
+    run_sync: SyncFn, sim: SimArchive, dest: Path, tmp_path: Path
+) -> None:
+    from mirror.archive.sim import FaultConfig
+    from mirror.config import ClusterConfig
+
+    for i in range(4):  # over 2 MB each, so each is its own Dask task
+        sim.add_series("Sim-Lung", patient_id=f"CAP-{i}", n_instances=5, rows=512, cols=512)
+    # The archive refuses (400, not retried) any request beyond one at a time.
+    sim.faults = FaultConfig(max_connections=1, over_limit_status=400, latency=0.02)
+    capped = run_sync(cluster=ClusterConfig(workers=0, threads=4, max_connections=1))
+    assert capped.exit_code == 0, capped.failures
+    assert_mirror_equals_archive(dest, sim)
+    uncapped = run_sync(dest=str(tmp_path / "control"), cluster=ClusterConfig(workers=0, threads=4))
+    assert uncapped.exit_code == 1 and uncapped.failures, "control: without the cap requests collide"
+
+
+def test_listing_rows_with_unparsable_dates_still_sync_and_stay_stable(
+    run_sync: SyncFn, sim: SimArchive, archive: object, dest: Path
+) -> None:
+    from dataclasses import dataclass, replace
+
+    @dataclass
+    class NoDates:  # what the client yields for garbage MM-DD-YYYY values: None
+        inner: object
+
+        @property
+        def url(self) -> str:
+            return self.inner.url  # type: ignore[attr-defined]
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+        def series(self, *a: object, **kw: object) -> list[object]:
+            rows = self.inner.series(*a, **kw)  # type: ignore[attr-defined]
+            return [replace(r, date_released=None, max_submission=None) for r in rows]
+
+    from mirror.config import ClusterConfig, SyncConfig
+    from mirror.sync.service import sync as do_sync
+
+    config = SyncConfig(dest=str(dest), cluster=ClusterConfig(workers=0, threads=2))
+    wrapped = NoDates(archive)
+    first = do_sync(config, archive=wrapped, today=lambda: sim.today)  # type: ignore[arg-type]
+    assert first.exit_code == 0, first.failures
+    again = do_sync(replace(config, full=True), archive=wrapped, today=lambda: sim.today)  # type: ignore[arg-type]
+    assert again.exit_code == 0 and again.counts["planned"] == 0
+    assert_mirror_equals_archive(dest, sim)
