@@ -184,23 +184,45 @@ def commit_local(store: Store, root: str, staged: ExtractedSeries, sidecar: Seri
 
 
 def commit_objects(store: Store, staged: ExtractedSeries, sidecar: SeriesSidecar) -> None:
-    """Put each verified file once (with its MD5), drop stale objects, sidecar last."""
+    """Put each verified file once (with its MD5), drop stale objects, sidecar last.
+
+    If a put fails, the objects this commit added (names the folder did not hold before)
+    are removed again, best effort, so a new series never shows up without its sidecar.
+    """
     uploads: list[tuple[str, str | None]] = [(i.name, i.md5) for i in sidecar.instances]
     if staged.has_license:
         uploads.append((LICENSE_NAME, None))
+    before = {key[len(sidecar.path) + 1 :] for key in store.list(sidecar.path)}
+    try:
+        _put_all(store, staged.directory, sidecar.path, uploads)
+    except BaseException:
+        _remove_quietly(store, sidecar.path, {n for n, _ in uploads} - before)
+        raise
+    keep = {SIDECAR_NAME} | {name for name, _ in uploads}
+    for name in sorted(before - keep):
+        store.delete(f"{sidecar.path}/{name}")
+    store.put_bytes(sidecar_key(sidecar.path), sidecar.to_json())
 
+
+def _put_all(
+    store: Store, directory: str, path: str, uploads: list[tuple[str, str | None]]
+) -> None:
     def put(item: tuple[str, str | None]) -> None:
         name, md5 = item
-        store.put_file(os.path.join(staged.directory, name), f"{sidecar.path}/{name}", md5=md5)
+        store.put_file(os.path.join(directory, name), f"{path}/{name}", md5=md5)
 
-    # Object stores answer each PUT in tens of ms: overlap them (the first error wins).
+    # Object stores answer each PUT in tens of ms: overlap them. Leaving the block waits
+    # for every started PUT, so the cleanup after a failure sees them all.
     with ThreadPoolExecutor(max(1, min(PUT_CONCURRENCY, len(uploads)))) as pool:
         list(pool.map(put, uploads))
-    keep = {SIDECAR_NAME} | {name for name, _ in uploads}
-    for key in list(store.list(sidecar.path)):
-        if key[len(sidecar.path) + 1 :] not in keep:
-            store.delete(key)
-    store.put_bytes(sidecar_key(sidecar.path), sidecar.to_json())
+
+
+def _remove_quietly(store: Store, path: str, names: set[str]) -> None:
+    for name in sorted(names):
+        try:
+            store.delete(f"{path}/{name}")
+        except StoreError as exc:
+            log.warning("could not remove %s/%s after a failed commit: %s", path, name, exc)
 
 
 def attic_key(run_id: str, path: str, taken: Callable[[str], bool]) -> str:

@@ -49,6 +49,11 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.fixture
+def s3_store_for_task(moto_endpoint: str) -> S3Store:
+    return make_s3_store(moto_endpoint)
+
+
+@pytest.fixture
 def local_store(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
     return LocalStore(str(tmp_path_factory.mktemp("dest")))
 

@@ -207,3 +207,44 @@ def test_content_hash_matches_layout(store, settings) -> None:
     files = series_files(UID)
     res = _sync(store, settings, files)
     assert res.sidecar.content_hash == content_hash(res.sidecar.instances)
+
+
+@pytest.mark.parametrize("store", ["memory", "s3"], indirect=True)
+def test_object_store_failure_mid_commit_hides_new_series(store, settings, monkeypatch) -> None:
+    """A destination error after some PUTs: StoreError propagates, and the objects this
+    commit added are removed again, so the new series is not half-visible."""
+    files = series_files(UID, count=6)
+    real_put = type(store).put_file
+    calls: list[str] = []
+
+    def failing_put(self, local_path, key, *, md5=None):
+        calls.append(key)
+        if key.endswith("00000004.dcm"):
+            raise StoreError(f"put {key}: quota exceeded")
+        real_put(self, local_path, key, md5=md5)
+
+    monkeypatch.setattr(type(store), "put_file", failing_put)
+    with pytest.raises(StoreError, match="quota"):
+        _sync(store, settings, files)
+    monkeypatch.undo()
+    assert len(calls) >= 4
+    assert list(store.list()) == []
+
+
+def test_object_store_failure_mid_update_keeps_old_sidecar_truthful(s3_store_for_task, settings, monkeypatch) -> None:
+    store = s3_store_for_task
+    v1 = series_files(UID, count=3)
+    first = _sync(store, settings, v1)
+    v2 = {f"1-{i}.dcm": d for i, d in enumerate(series_files(UID, count=3, size=900).values(), 1)}
+    real_put = type(store).put_file
+
+    def failing_put(self, local_path, key, *, md5=None):
+        if key.endswith("1-3.dcm"):
+            raise StoreError("put: connection lost")
+        real_put(self, local_path, key, md5=md5)
+
+    monkeypatch.setattr(type(store), "put_file", failing_put)
+    with pytest.raises(StoreError):
+        _sync(store, settings, v2, version=2, run="run2", previous=first.sidecar)
+    monkeypatch.undo()
+    assert assert_consistent(store) == {PATH: first.sidecar}
