@@ -149,22 +149,32 @@ def _fill(h: SliceHeader, lo: float, hi: float, mapping: Any) -> float:
     return float(min(max(candidate, lo), hi))
 
 
-def map_values(stored: np.ndarray, h: SliceHeader, plan: ValuePlan) -> np.ndarray:
-    """Stored plane (from the decoder) → output plane in ``plan.dtype``, native byte order."""
+def map_values(stored: np.ndarray, h: SliceHeader, plan: ValuePlan, out: np.ndarray) -> None:
+    """Stored plane (from the decoder) -> ``out`` (``plan.dtype``, native byte order)."""
     out_dtype = np.dtype(plan.dtype)
     if plan.kind == "rgb":
-        return np.ascontiguousarray(np.moveaxis(stored, -1, 0).astype(out_dtype, copy=False))
-    if plan.kind in ("label", "modality_lut"):
-        return stored.astype(out_dtype, copy=False)
-    if plan.kind in ("stored", "rescale_int"):
-        work = np.int64 if out_dtype.itemsize >= 4 else np.int32
-        shifted = stored.astype(work) + int(h.intercept)
-        if not plan.wide_dtype:
-            return shifted.astype(out_dtype)  # the declared range fits: no check needed
-        info = np.iinfo(out_dtype)
-        if shifted.size and (shifted.min() < info.min or shifted.max() > info.max):
-            raise ValueOverflow(f"{h.name}: values outside {out_dtype}")
-        return shifted.astype(out_dtype)
-    if plan.kind == "dose":
-        return (stored.astype(np.float64) * float(h.dose_scaling or 1.0)).astype(out_dtype)
-    return (stored.astype(np.float64) * h.slope + h.intercept).astype(out_dtype)
+        np.copyto(out, np.moveaxis(stored, -1, 0), casting="unsafe")
+    elif plan.kind in ("label", "modality_lut"):
+        np.copyto(out, stored, casting="unsafe")
+    elif plan.kind in ("stored", "rescale_int"):
+        shift = int(h.intercept)
+        if plan.wide_dtype:
+            _check_range(stored, shift, out_dtype, h.name)
+        # unsafe casting is exact here: the declared or checked range fits out_dtype
+        if shift == 0:
+            np.copyto(out, stored, casting="unsafe")
+        else:
+            work = np.int32 if out_dtype.itemsize <= 2 else np.int64
+            np.add(stored, work(shift), out=out, casting="unsafe")
+    elif plan.kind == "dose":
+        np.multiply(stored, float(h.dose_scaling or 1.0), out=out, casting="unsafe")
+    else:
+        np.copyto(out, stored.astype(np.float64) * h.slope + h.intercept, casting="unsafe")
+
+
+def _check_range(stored: np.ndarray, shift: int, dtype: np.dtype[Any], name: str) -> None:
+    info = np.iinfo(dtype)
+    if not stored.size:
+        return
+    if int(stored.min()) + shift < info.min or int(stored.max()) + shift > info.max:
+        raise ValueOverflow(f"{name}: values outside {dtype}")

@@ -250,7 +250,7 @@ def _decode_block(
     ]
     for future, items in zip(futures, by_file.values(), strict=True):
         for plane, (k, h) in zip(future.result(), items, strict=True):
-            out[:, k] = map_values(plane, h, values).reshape(out.shape[0], *out.shape[2:])
+            map_values(plane, h, values, out[:, k] if values.channels > 1 else out[0, k])
     return out
 
 

@@ -88,8 +88,12 @@ def test_in_process_convert_dest_isolates_a_broken_series(tmp_path, local):
 @pytest.mark.slow
 def test_dask_local_cluster_converts_in_worker_processes(tmp_path, local):
     sidecars = [commit_folder(local, cc.regular(tmp_path / f"s{i}", n=5 + i, z0=10.0 * i)) for i in range(3)]
-    results = convert_many(local, sidecars, workers=2)
-    assert [r.status for r in results] == ["converted"] * 3
+    broken = commit_folder(local, cc.regular(tmp_path / "broken", n=3, z0=-90.0), collection="X")
+    local.delete(f"{broken.path}/{broken.instances[1].name}")
+    results = convert_many(local, [*sidecars, broken], workers=2)
+    by_uid = {r.series_uid: r.status for r in results}
+    assert by_uid.pop(broken.series_uid) == "failed"
+    assert list(by_uid.values()) == ["converted"] * 3
     for sidecar in sidecars:
         row = next(r for r in volume_rows(local) if r["series_uid"] == sidecar.series_uid)
         stored = zarr.open_array(str(tmp_path / "dest" / row["store_path"] / "s0"), mode="r")[...]
