@@ -118,6 +118,8 @@ class SyncRun:
         log.info("plan: %s, %d bytes to fetch", the_plan.counts, the_plan.bytes_to_fetch)
         if cfg.dry_run:
             return EXIT_OK, the_plan
+        if self.ctx.should_stop():
+            return EXIT_INTERRUPTED, the_plan
         if not self.listing.scope.filtered:
             ledger.remember_collections(self.listing.collections)
         self._announce()

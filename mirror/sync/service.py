@@ -107,6 +107,8 @@ def _stop_on_signals() -> Iterator[threading.Event]:
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if stopped.is_set():  # a second signal: stop waiting for in-flight series
+            raise KeyboardInterrupt
         log.warning(
             "%s received: finishing in-flight bookkeeping, then stopping",
             signal.Signals(signum).name,
