@@ -104,12 +104,12 @@ def ls(
     """List collections (or one collection's series) with series counts and sizes."""
     from mirror.archive.nbia import NbiaArchive
 
-    client = NbiaArchive(archive)
-    if collection is None:
-        for record in run(client.collections):
-            typer.echo(record.name)
-        return
-    rows = run(lambda: client.series(collection))
+    with NbiaArchive(archive) as client:
+        if collection is None:
+            for record in run(client.collections):
+                typer.echo(record.name)
+            return
+        rows = run(lambda: client.series(collection))
     for s in sorted(rows, key=lambda r: (r.patient_id, r.series_uid)):
         typer.echo(f"{s.patient_id}\t{s.modality}\t{s.image_count}\t{s.file_size}\t{s.series_uid}")
     total = sum(s.file_size for s in rows)

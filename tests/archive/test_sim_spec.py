@@ -267,3 +267,13 @@ def test_admin_endpoint_mutates_and_sets_faults(archive_server: SimServer, sim: 
     assert new not in sim.series_uids()
     bad = httpx.post(f"{root}/admin/faults", content=json.dumps({"nonsense": 1}))
     assert bad.status_code == 400 and "nonsense" in bad.json()["error"]
+
+
+def test_series_metadata_post_is_quoted_csv(http: httpx.Client, sim: SimArchive) -> None:
+    uids = sim.series_uids()[:2]
+    resp = http.post("getSeriesMetadata", data={"list": ",".join([*uids, "9.9.9"])})
+    assert resp.headers["content-disposition"] == 'attachment; filename="SeriesMetaData.csv"'
+    lines = resp.text.splitlines()
+    assert lines[0].startswith('"PatientID","PatientName","PatientSex"')
+    assert lines[0].endswith('"ThirdPartyAnalysis","Authorized"') and len(lines) == 3
+    assert http.post("getSeriesMetadata", data={}).status_code == 400

@@ -60,3 +60,18 @@ def test_download_series_with_hash(peer: object, sim: SimArchive, tmp_path: Path
     stored = dict(line.split(",") for line in csv_rows[1:])
     for name, value in stored.items():
         assert hashlib.md5((folder / name).read_bytes()).hexdigest() == value.zfill(32)
+
+
+def test_download_series_returns_metadata_frame(
+    peer: object, sim: SimArchive, tmp_path: Path
+) -> None:
+    # format="df" makes tcia-utils POST getSeriesMetadata and parse the quoted CSV.
+    uids = sim.series_uids("Sim-Brain")
+    frame = nbia.downloadSeries(
+        uids, input_type="list", path=str(tmp_path), format="df", max_workers=2
+    )
+    assert sorted(frame["SeriesInstanceUID"]) == sorted(uids)
+    assert set(frame["Collection"]) == {"Sim-Brain"}
+    assert list(frame["ImageCount"]) == [
+        sim.record(u).image_count for u in frame["SeriesInstanceUID"]
+    ]

@@ -65,6 +65,7 @@ ENDPOINTS: dict[str, Endpoint] = {
         ("SeriesInstanceUID", "StudyInstanceUID", "PatientID", "Collection"),
         api.md5_hierarchy,
     ),
+    "getSeriesMetadata": Endpoint("POST", ("list", "format"), api.series_metadata, secured=True),
     "getSingleImage": Endpoint(
         "GET", ("SeriesInstanceUID", "SOPInstanceUID"), api.get_single_image, secured=True
     ),
