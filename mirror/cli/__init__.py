@@ -28,9 +28,25 @@ T = TypeVar("T")
 log = logging.getLogger("mirror")
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
+    """Writes to whatever ``sys.stderr`` is at emit time.
+
+    A handler bound to the stream object seen at start-up keeps writing to it after test
+    runners (or daemonisers) swap and close it.
+    """
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def configure_logging(verbose: int, quiet: bool, log_format: str) -> None:
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     if log_format == "json":
         from mirror.cli._jsonlog import JsonFormatter
 
