@@ -29,6 +29,8 @@ NON_IMAGE_SOP_PREFIXES = {
 }
 SEG_SOP = "1.2.840.10008.5.1.4.1.1.66.4"
 RTDOSE_SOP = "1.2.840.10008.5.1.4.1.1.481.2"
+MAX_PLANE_PIXELS = 1 << 27  # 11k x 11k: beyond this (whole-slide images) a plane is not a slice
+MAX_FRAMES = 100_000
 PLANAR_MODALITIES = frozenset({"CR", "DX", "MG", "IO", "PX", "XA", "RF", "SC", "OT", "US", "SM"})
 
 
@@ -106,9 +108,12 @@ def scan_instance(name: str, fp: BinaryIO) -> list[SliceHeader] | Skipped:
         return Skipped(name, sop_uid, f"malformed image header: {exc}")
 
 
-def _planes(name: str, ds: Dataset) -> list[SliceHeader]:
+def _planes(name: str, ds: Dataset) -> list[SliceHeader] | Skipped:
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     base = _common(name, ds, n_frames)
+    problem = _implausible(base)
+    if problem:
+        return Skipped(name, base["sop_uid"], problem)
     if n_frames == 1 and "PerFrameFunctionalGroupsSequence" not in ds:
         return [_single(base, ds)]
     return [_frame(base, ds, f) for f in range(n_frames)]
@@ -141,6 +146,18 @@ def _common(name: str, ds: Dataset, n_frames: int) -> dict[str, Any]:
         "n_frames": n_frames,
         "window": _window(ds),
     }
+
+
+def _implausible(base: dict[str, Any]) -> str:
+    """Header values no real image has; they would make the decoder allocate absurdly."""
+    rows, cols, samples = base["rows"], base["cols"], base["samples"]
+    if rows < 1 or cols < 1 or samples not in (1, 3):
+        return f"implausible image header: Rows={rows} Columns={cols} SamplesPerPixel={samples}"
+    if rows * cols * samples > MAX_PLANE_PIXELS or base["n_frames"] > MAX_FRAMES:
+        return f"oversize image: {rows}x{cols}x{samples}, {base['n_frames']} frames"
+    if base["bits_allocated"] not in (1, 8, 16, 32, 64):
+        return f"unsupported BitsAllocated={base['bits_allocated']}"
+    return ""
 
 
 def _single(base: dict[str, Any], ds: Dataset) -> SliceHeader:

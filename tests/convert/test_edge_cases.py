@@ -222,3 +222,17 @@ def test_two_frames_of_reference_split(tmp_path, convert):
     store, outcome = convert(folder)
     check_store(store, folder)
     assert [s.shape[0] for s in outcome.stacks] == [4, 4]
+
+
+def test_hostile_image_headers_are_skipped_with_reasons(tmp_path, convert):
+    slices = cc.axial(6, series="hostile")
+    slices[3].SamplesPerPixel = 2
+    slices[4].BitsAllocated = 12
+    slices[5].Rows = 65535
+    slices[5].Columns = 65535
+    folder = cc.save(tmp_path / "hostile", slices)
+    store, outcome = convert(folder)
+    reasons = sorted(s.reason.split(":")[0] for s in outcome.skipped)
+    assert reasons == ["implausible image header", "oversize image", "unsupported BitsAllocated=12"]
+    assert [s.n_instances for s in outcome.stacks] == [3]
+    check_store(store, folder)
