@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from mirror.archive.port import Archive, SeriesRecord
-from mirror.errors import IntegrityError, MirrorError, ObjectNotFound, StoreError
-from mirror.layout import SeriesSidecar, check_uid, content_hash
+from mirror.errors import IntegrityError, MirrorError, ObjectNotFound, StoreError, UsageError
+from mirror.layout import RESERVED_PREFIXES, SeriesSidecar, check_uid, content_hash
 from mirror.storage.keys import check_key
 from mirror.storage.oserrors import store_errors
 from mirror.storage.port import Store
@@ -92,7 +92,8 @@ def sync_series(
 ) -> SeriesResult:
     """Fetch, verify and commit one series; see the module docstring for failure rules."""
     check_uid(task.record.series_uid)
-    check_key(task.path)
+    if check_key(task.path).split("/", 1)[0] in RESERVED_PREFIXES:
+        raise UsageError(f"series path {task.path!r} lies in a reserved folder")
     commit.check_run_id(task.run_id)
     meter = _Meter()
     rng = random.Random(task.record.series_uid)  # deterministic jitter per series

@@ -54,6 +54,11 @@ def s3_store_for_task(moto_endpoint: str) -> S3Store:
 
 
 @pytest.fixture
+def memory_store_for_task() -> MemoryStore:
+    return MemoryStore(f"task-{next(_counter)}")
+
+
+@pytest.fixture
 def local_store(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
     return LocalStore(str(tmp_path_factory.mktemp("dest")))
 

@@ -248,3 +248,19 @@ def test_object_store_failure_mid_update_keeps_old_sidecar_truthful(s3_store_for
         _sync(store, settings, v2, version=2, run="run2", previous=first.sidecar)
     monkeypatch.undo()
     assert assert_consistent(store) == {PATH: first.sidecar}
+
+
+@pytest.mark.parametrize(
+    "path, run_id, uid",
+    [("_attic/x/1.2", "r", UID), (".staging/r/1.2", "r", UID), ("../x", "r", UID),
+     (PATH, "a/b", UID), (PATH, ".hidden", UID), (PATH, "r", "1.2.abc")],
+)
+def test_bad_task_inputs_are_refused_before_any_io(memory_store_for_task, settings, path, run_id, uid) -> None:
+    from mirror.errors import IntegrityError, UsageError
+
+    archive = FakeArchive()
+    files = series_files(UID)
+    record = dataclasses.replace(record_for(UID, files), series_uid=uid)
+    with pytest.raises((UsageError, IntegrityError)):
+        sync_series(SeriesTask(record, path, 1, run_id), archive, memory_store_for_task, settings)
+    assert archive.calls == []
