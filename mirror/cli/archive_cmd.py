@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mirror.cli import run
+
+if TYPE_CHECKING:
+    from mirror.archive.sim import SimArchive
 
 archive_app = typer.Typer(help="The upstream archive: list it, or serve a simulated one.")
 
@@ -78,11 +81,9 @@ def serve(
         server.stop()
 
 
-def _add_spec(sim: object, spec: str) -> None:
-    from mirror.archive.sim import SimArchive
+def _add_spec(sim: SimArchive, spec: str) -> None:
     from mirror.errors import UsageError
 
-    assert isinstance(sim, SimArchive)
     parts = spec.split(":")
     if len(parts) != 5 or not all(parts) or not parts[3].isdigit() or not parts[4].isdigit():
         raise UsageError(f"--series wants COLLECTION:PATIENT:MODALITY:N:SIZE, got {spec!r}")
