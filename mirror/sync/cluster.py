@@ -24,6 +24,12 @@ class ClusterHandle:
     threads: int
     use_resources: bool  # every worker advertises tcia_http, so tasks may ask for it
 
+    def download_slots(self, per_worker: int) -> int:
+        """How many series can download at once across the cluster."""
+        if self.use_resources:
+            return max(1, min(self.threads, self.workers * per_worker))
+        return max(1, self.threads)
+
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "workers": self.workers, "threads": self.threads}
 

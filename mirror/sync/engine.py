@@ -50,10 +50,16 @@ def make_units(
     pass_no: int = 1,
     small_bytes: int = SMALL_SERIES_BYTES,
     batch_size: int = BATCH_SIZE,
+    parallelism: int = 1,
 ) -> list[WorkUnit]:
-    """Group tiny series (listing FileSize under ``small_bytes``) into batches."""
+    """Group tiny series (listing FileSize under ``small_bytes``) into batches.
+
+    Batches shrink so there are at least two units per download slot: batching amortises
+    scheduler overhead but must never serialise a small run onto one worker thread.
+    """
     small = [t for t in tasks if 0 < t.record.file_size < small_bytes]
     large = [t for t in tasks if not 0 < t.record.file_size < small_bytes]
+    batch_size = max(1, min(batch_size, -(-len(small) // (2 * max(1, parallelism)))))
     units = [WorkUnit(f"series-{run_id}-{pass_no}-{t.record.series_uid}", (t,)) for t in large]
     for start in range(0, len(small), batch_size):
         chunk = tuple(small[start : start + batch_size])

@@ -13,6 +13,7 @@ from typing import Any
 from mirror.errors import IntegrityError, ObjectNotFound, UsageError
 from mirror.storage.port import Store
 from mirror.sync.ledger import Ledger
+from mirror.sync.lock import RunLock
 from mirror.sync.plan import LedgerEntry
 
 log = logging.getLogger(__name__)
@@ -160,13 +161,15 @@ def rebuild_ledger(store: Store, ledger_path: Path) -> RebuildReport:
     """Recreate the ledger from the destination's sidecars (the old file is kept aside)."""
     from mirror.sync.audit import iter_sidecars
 
-    backup = _set_aside(ledger_path)
     bad: list[str] = []
     count = 0
-    with Ledger.open(ledger_path) as ledger:
-        for sidecar in iter_sidecars(store, on_error=lambda path, exc: bad.append(path)):
-            ledger.upsert_from_sidecar(sidecar)
-            count += 1
+    # Same lock as sync: swapping the ledger under a running sync would lose its results.
+    with RunLock(ledger_path.parent, "ledger-rebuild"):
+        backup = _set_aside(ledger_path)
+        with Ledger.open(ledger_path) as ledger:
+            for sidecar in iter_sidecars(store, on_error=lambda path, exc: bad.append(path)):
+                ledger.upsert_from_sidecar(sidecar)
+                count += 1
     for path in bad:
         log.warning("unreadable sidecar in %s: series not recorded", path)
     return RebuildReport(str(ledger_path), count, tuple(bad), backup)

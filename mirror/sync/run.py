@@ -82,6 +82,7 @@ class SyncRun:
         self.started_at = utcnow()
         self._t0 = time.monotonic()
         self.listing: Listing | None = None
+        self.slots = 1
 
     # --- the run -------------------------------------------------------------------------
 
@@ -166,6 +167,7 @@ class SyncRun:
         self.tally.counts["planned"] = len(todo)
         with open_cluster(self.ctx.config.cluster) as handle:
             self.cluster_info = handle.describe()
+            self.slots = handle.download_slots(self.ctx.config.cluster.http_slots)
             engine = Engine(
                 handle.client,
                 self.ctx.archive,
@@ -203,7 +205,7 @@ class SyncRun:
             [(i.record, i.path) for i in items if i.record is not None], self.ctx.run_id
         )
         self._quarantine([i for i in items if i.held and i.held.last_error_class == "VerifyFailed"])
-        units = make_units(tasks, self.ctx.run_id, pass_no=pass_no)
+        units = make_units(tasks, self.ctx.run_id, pass_no=pass_no, parallelism=self.slots)
         return engine.run(units, self._on_result, self._on_error, self.ctx.should_stop)
 
     def _quarantine(self, items: Sequence[PlanItem]) -> None:

@@ -60,8 +60,12 @@ def test_make_units_batches_tiny_series_only() -> None:
     tasks = [task(i, size=1000) for i in range(40)] + [task(100), task(101, size=0)]
     units = make_units(tasks, "run", pass_no=2)  # type: ignore[arg-type]
     sizes = sorted(len(u.tasks) for u in units)
-    assert sizes == [1, 1, 8, 32]
+    assert sizes == [1, 1, 20, 20]
+    many = make_units([task(i, size=1000) for i in range(100)], "run")  # type: ignore[arg-type]
+    assert [len(u.tasks) for u in many] == [32, 32, 32, 4], "at most 32 per batch"
     assert len({u.key for u in units}) == 4 and all("-2-" in u.key for u in units)
+    spread = make_units(tasks[:40], "run", parallelism=4)  # type: ignore[arg-type]
+    assert [len(u.tasks) for u in spread] == [5] * 8, "two units per download slot"
 
 
 class _GaugeState:
