@@ -125,10 +125,11 @@ class _Runner:
     """Runs task functions on a Dask client, or inline when there is none."""
 
     def __init__(self, client: Any | None, store: Store) -> None:
+        # The store travels pickled inside every task (a few hundred bytes). Scattering it
+        # once would save little and, with scatter's content hashing, two builds on one
+        # client share the key and the first one's release cancels the second's tasks.
         self.client = client
-        self.store: Any = store
-        if client is not None:
-            self.store = client.scatter(store, broadcast=True)
+        self.store = store
 
     def map(self, fn: Callable[..., R], args: Iterable[Any]) -> list[R]:
         items = [a if isinstance(a, tuple) else (a,) for a in args]

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import cache, partial
 from typing import Any
 
 from mirror.index.schema import ELEMENTS, Element, Kind, collection_id
@@ -81,26 +82,49 @@ def convert(value: Any, kind: Kind) -> Any:
         raise ValueProblem(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _raw_value(ds: Any, element: Element) -> Any:
-    source = ds
-    if element.sequence:
-        seq = ds.get(element.sequence)
-        if not seq:
-            return None
-        source = seq[0]
-    return source.get(element.keyword)
+@cache
+def _tags() -> tuple[tuple[int, Element], ...]:
+    """``(tag, element)`` for the top-level elements (sequence items are looked up apart)."""
+    from pydicom.datadict import tag_for_keyword
+
+    return tuple((int(tag_for_keyword(e.keyword) or 0), e) for e in ELEMENTS if not e.sequence)
+
+
+def _sequence_values(ds: Any, row: Row, problems: list[tuple[str, str]]) -> None:
+    for sequence in _SEQUENCES:
+        seq = ds.get(sequence) if sequence in ds else None
+        item = seq[0] if seq else None
+        for element in (e for e in ELEMENTS if e.sequence == sequence):
+            _store(row, problems, element, partial(_item_value, item, element.keyword))
+
+
+def _item_value(item: Any, keyword: str) -> Any:
+    return item.get(keyword) if item is not None else None
+
+
+def _element_value(ds: Any, tag: int) -> Any:
+    return ds[tag].value
+
+
+def _store(row: Row, problems: list[tuple[str, str]], element: Element, read: Any) -> None:
+    try:
+        row[element.keyword] = convert(read(), element.kind)
+    except Exception as exc:  # any header fault is data, not a crash
+        row[element.keyword] = None
+        problems.append((element.keyword, f"{type(exc).__name__}: {exc}"[:500]))
 
 
 def header_values(ds: Any) -> tuple[Row, list[tuple[str, str]]]:
     """Every :data:`ELEMENTS` value of a dataset, plus (keyword, reason) for bad ones."""
-    row: Row = {}
+    row: Row = dict.fromkeys((e.keyword for e in ELEMENTS), None)
     problems: list[tuple[str, str]] = []
-    for element in ELEMENTS:
-        try:
-            row[element.keyword] = convert(_raw_value(ds, element), element.kind)
-        except Exception as exc:  # any header fault is data, not a crash
-            row[element.keyword] = None
-            problems.append((element.keyword, f"{type(exc).__name__}: {exc}"[:500]))
+    present = set(ds.keys())
+    # Only touch the elements the file has: attribute access by keyword costs a
+    # dictionary walk per name, and most of the ~110 names are absent from any one file.
+    for tag, element in _tags():
+        if tag in present:
+            _store(row, problems, element, partial(_element_value, ds, tag))
+    _sequence_values(ds, row, problems)
     meta = getattr(ds, "file_meta", None)
     tsuid = meta.get("TransferSyntaxUID") if meta is not None else None
     row["TransferSyntaxUID"] = str(tsuid) if tsuid else None
