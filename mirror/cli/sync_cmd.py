@@ -92,6 +92,9 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
     workers: Annotated[
         int, typer.Option("--workers", help="Embedded worker processes (0: threads only).")
     ] = 2,
+    threads_only: Annotated[
+        bool, typer.Option("--threads-only", help="Same as --workers 0: one in-process worker.")
+    ] = False,
     threads: Annotated[int, typer.Option("--threads", help="Threads per worker.")] = 8,
     http_slots: Annotated[
         int, typer.Option("--downloads-per-worker", help="Concurrent series downloads per worker.")
@@ -137,7 +140,7 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
             metrics=str(metrics) if metrics else None,
             cluster=ClusterConfig(
                 scheduler=scheduler_from_env(scheduler),
-                workers=workers,
+                workers=0 if threads_only else workers,
                 threads=threads,
                 http_slots=http_slots,
                 max_connections=max_connections,

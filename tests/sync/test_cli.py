@@ -21,7 +21,7 @@ def cli(archive_server: SimServer, dest: Path):  # type: ignore[no-untyped-def]
     def invoke(*args: str):  # type: ignore[no-untyped-def]
         argv = list(args)
         if argv[0] == "sync":
-            argv += ["--archive", archive_server.base_url, "--workers", "0", "--threads", "4"]
+            argv += ["--archive", archive_server.base_url, "--threads-only", "--threads", "4"]
         return runner.invoke(app, [*argv, "--dest", str(dest)])
 
     return invoke
