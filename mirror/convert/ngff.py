@@ -8,7 +8,9 @@ shard (zarr-python read-modify-writes partial shards, and concurrent ones lose d
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +30,7 @@ class Layout:
     scale: tuple[float, ...]
     translation: tuple[float, ...]
     unit: str | None  # "millimeter" when the in-plane spacing is known
+    orientation: tuple[str, ...] = ()  # RFC-4 anatomical labels of z, y, x when axis-aligned
 
     def level_shape(self, level: int) -> tuple[int, ...]:
         factor = 2**level
@@ -79,18 +82,40 @@ class Layout:
         return tuple(chunks), tuple(shards)
 
 
-def axes_json(layout: Layout) -> list[dict[str, str]]:
-    out = []
+def axes_json(layout: Layout) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    labels = dict(zip(("z", "y", "x"), layout.orientation, strict=False))
     for ax in layout.axes:
         if ax == "t":
             out.append({"name": "t", "type": "time"})
         elif ax == "c":
             out.append({"name": "c", "type": "channel"})
-        elif layout.unit:
-            out.append({"name": ax, "type": "space", "unit": layout.unit})
         else:
-            out.append({"name": ax, "type": "space"})
+            axis: dict[str, Any] = {"name": ax, "type": "space"}
+            if layout.unit:
+                axis["unit"] = layout.unit
+            if ax in labels:
+                axis["orientation"] = {"type": "anatomical", "value": labels[ax]}
+            out.append(axis)
     return out
+
+
+_LPS_LABELS = (
+    ("right-to-left", "left-to-right"),
+    ("anterior-to-posterior", "posterior-to-anterior"),
+    ("inferior-to-superior", "superior-to-inferior"),
+)
+
+
+def anatomical_labels(rotation: Sequence[Sequence[float]]) -> tuple[str, ...]:
+    """RFC-4 labels for the z, y, x axes (columns of R in LPS), or () if any is oblique."""
+    labels = []
+    for column in np.asarray(rotation, dtype=float).T:
+        k = int(np.argmax(np.abs(column)))
+        if abs(abs(column[k]) - 1.0) > 1e-6:
+            return ()
+        labels.append(_LPS_LABELS[k][0 if column[k] > 0 else 1])
+    return tuple(labels)
 
 
 def multiscales_json(name: str, layout: Layout, method: str) -> dict[str, object]:

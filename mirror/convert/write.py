@@ -167,7 +167,8 @@ def _layout(plan: StackPlan, values: ValuePlan) -> ngff.Layout:
     axes.extend(("y", "x"))
     shape.extend((first.rows, first.cols))
     unit = "millimeter" if first.pixel_spacing else None
-    return ngff.Layout(tuple(axes), tuple(shape), tuple(scale), tuple(translation), unit)
+    labels = ngff.anatomical_labels(geo.rotation) if geo is not None else ()
+    return ngff.Layout(tuple(axes), tuple(shape), tuple(scale), tuple(translation), unit, labels)
 
 
 def _write_stack(

@@ -31,6 +31,8 @@ def test_regular_axial_is_one_int16_hu_stack(tmp_path, convert):
     assert scale["scale"] == pytest.approx([2.0, 0.8, 0.7])
     # axial: the NGFF frame is LPS in (S, P, L) order, origin = lowest slice's IPP
     assert translation["translation"] == pytest.approx([-20.0, -11.0, -12.0])
+    labels = [axis["orientation"]["value"] for axis in ome["axes"]]
+    assert labels == ["inferior-to-superior", "anterior-to-posterior", "right-to-left"]
 
 
 def test_instance_numbers_do_not_drive_the_order(tmp_path, convert):
@@ -124,6 +126,8 @@ def test_gantry_tilt_is_measured_and_sheared(tmp_path, convert):
 def test_oblique_rotation_is_in_the_affine(tmp_path, convert):
     store, _ = convert(cc.oblique(tmp_path / "oblique"))
     check_store(store, tmp_path / "oblique")
+    axes = zarr.open_group(str(store), mode="r").attrs["ome"]["multiscales"][0]["axes"]
+    assert not any("orientation" in axis for axis in axes)  # oblique: no anatomical labels
     rotation = np.asarray(_root_dicom(store)["intrinsic_to_LPS_rotation"])
     assert rotation @ rotation.T == pytest.approx(np.eye(3), abs=1e-6)
     assert rotation[:, 2] == pytest.approx([math.cos(math.radians(30)), 0.5, 0.0], abs=1e-6)
