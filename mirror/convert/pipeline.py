@@ -48,10 +48,19 @@ class ConversionResult:
         return sum(1 for s in self.stacks if s.status == "quarantined")
 
 
+def check_out_prefix(out_prefix: str) -> str:
+    """One top-level folder starting with ``_``: never a collection folder of the mirror."""
+    name = out_prefix.strip("/")
+    if not name.startswith("_") or "/" in name or safe_component(name[1:]) != name[1:]:
+        raise UsageError(f"--out must be one folder name starting with '_', got {out_prefix!r}")
+    return name
+
+
 def zarr_prefix(sidecar: SeriesSidecar, out_prefix: str = DEFAULT_OUT_PREFIX) -> str:
     """Where a series' store lives: ``_zarr/<Collection>/<SeriesInstanceUID>.ome.zarr``."""
     collection = safe_component(sidecar.collection or "unknown")
-    return f"{out_prefix.strip('/')}/{collection}/{check_uid(sidecar.series_uid)}.ome.zarr"
+    base = check_out_prefix(out_prefix)
+    return f"{base}/{collection}/{check_uid(sidecar.series_uid)}.ome.zarr"
 
 
 def read_marker(store: Store, prefix: str) -> dict[str, Any] | None:
@@ -188,6 +197,7 @@ def convert_dest(
     """
     from mirror.storage import open_store
 
+    check_out_prefix(out_prefix)
     store = open_store(dest, **(store_options or {}))
     sidecars = select_sidecars(store, series=series, where=where)
     missing = set(series) - {s.series_uid for s in sidecars}
@@ -241,7 +251,7 @@ def volume_rows(store: Store, *, out_prefix: str = DEFAULT_OUT_PREFIX) -> list[d
 
 
 def _store_prefixes(store: Store, out_prefix: str) -> Iterator[str]:
-    base = out_prefix.strip("/")
+    base = check_out_prefix(out_prefix)
     for key in store.list(base):
         parts = key.split("/")
         if len(parts) == 4 and parts[2].endswith(".ome.zarr") and parts[3] == MARKER:

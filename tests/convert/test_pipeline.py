@@ -115,3 +115,11 @@ def test_cli_convert_selected_series_then_unchanged(tmp_path, local):
     assert json.loads(second.stdout.splitlines()[0])["status"] == "unchanged"
     unknown = runner.invoke(app, ["convert", "--dest", str(tmp_path / "dest"), "--series", "1.2.3", "--workers", "0"])
     assert unknown.exit_code == 2
+
+
+@pytest.mark.parametrize("bad", ["zarr", "_a/b", "../_x", "_", "_a b"])
+def test_out_prefix_must_be_one_reserved_style_folder(tmp_path, bad):
+    from mirror.errors import UsageError
+
+    with pytest.raises(UsageError, match="--out"):
+        convert_dest(str(tmp_path / "dest"), out_prefix=bad, workers=0)
