@@ -50,7 +50,7 @@ def select(dest: str | Store, where: str, *, snapshot: str | None = None) -> lis
     """Series of the index matching the SQL predicate ``where`` (over the ``series`` view)."""
     if not where.strip():
         raise UsageError("--where needs a SQL predicate, e.g. \"Modality = 'CT'\"")
-    con = connect(dest, snapshot=snapshot)
+    con = connect(dest, snapshot=snapshot, tables=("series",))
     try:
         # The predicate is the user's own SQL by design (same power as `mirror query`); the
         # newline keeps a trailing `--` comment from swallowing the closing parenthesis.

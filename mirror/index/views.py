@@ -8,6 +8,7 @@ one that crashed before its pointer swap) is never visible.
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from mirror.errors import QueryError, UsageError
@@ -27,12 +28,15 @@ def open_dest(dest: str | Store) -> Store:
 
     For ``s3://`` URLs the endpoint comes from ``MIRROR_S3_ENDPOINT_URL`` like for sync.
     """
-    if isinstance(dest, str):
+    if not isinstance(dest, str):
+        return dest
+    from mirror.storage import open_store
+
+    if dest.startswith("s3://"):  # mirror.config is only needed here; keep cold start short
         from mirror.config import store_options_from_env
-        from mirror.storage import open_store
 
         return open_store(dest, **store_options_from_env(dest))
-    return dest
+    return open_store(dest)
 
 
 def _path_for(store: Store) -> tuple[Any, str]:
@@ -72,12 +76,26 @@ def empty_view_sql(table: str) -> str:
     return f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} WHERE false"
 
 
-def attach(con: duckdb.DuckDBPyConnection, store: Store, pointer: Pointer) -> None:
-    """Create one view per index table on ``con``."""
+def tables_named_in(sql: str) -> tuple[str, ...]:
+    """Index tables whose name appears as a word in ``sql`` (all of them if none does).
+
+    Binding a view reads Parquet footers, so a one-shot query only creates the views it
+    can possibly use; a name that is only a column or a string literal costs one extra view.
+    """
+    words = set(re.findall(r"[a-z_]+", sql.lower()))
+    named = tuple(t for t in TABLES if t in words)
+    return named or TABLES
+
+
+def attach(
+    con: duckdb.DuckDBPyConnection, store: Store, pointer: Pointer,
+    tables: tuple[str, ...] = TABLES,
+) -> None:
+    """Create one view per index table (or per table in ``tables``) on ``con``."""
     fs, prefix = _path_for(store)
     if fs is not None:
         con.register_filesystem(fs)
-    for table in TABLES:
+    for table in tables:
         keys = pointer.tables.get(table, ())
         if keys:
             con.execute(view_sql(table, [f"{prefix}/{k}" for k in keys]))
@@ -85,7 +103,9 @@ def attach(con: duckdb.DuckDBPyConnection, store: Store, pointer: Pointer) -> No
             con.execute(empty_view_sql(table))
 
 
-def connect(dest: str | Store, *, snapshot: str | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    dest: str | Store, *, snapshot: str | None = None, tables: tuple[str, ...] = TABLES
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the index tables of ``dest`` as views."""
     import duckdb
 
@@ -93,7 +113,7 @@ def connect(dest: str | Store, *, snapshot: str | None = None) -> duckdb.DuckDBP
     pointer = require_pointer(store, snapshot)
     con = duckdb.connect()
     try:
-        attach(con, store, pointer)
+        attach(con, store, pointer, tables)
     except duckdb.Error as exc:
         con.close()
         raise QueryError(f"cannot open index snapshot {pointer.snapshot_id}: {exc}") from exc
@@ -127,7 +147,7 @@ def fetch(relation: duckdb.DuckDBPyRelation) -> pa.Table:
 
 def query(dest: str | Store, sql: str, *, snapshot: str | None = None) -> pa.Table:
     """Run one SQL query over the index of ``dest`` and return the result as Arrow."""
-    con = connect(dest, snapshot=snapshot)
+    con = connect(dest, snapshot=snapshot, tables=tables_named_in(sql))
     try:
         return fetch(run_sql(con, sql))
     finally:

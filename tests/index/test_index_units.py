@@ -171,3 +171,12 @@ def test_partition_key_helpers():
     key = "_index/snapshots/old/instances/collection_id=tcga_luad/part-1.parquet"
     assert part_collection(key) == "tcga_luad"
     assert rebase_key(key, "new") == "_index/snapshots/new/instances/collection_id=tcga_luad/part-1.parquet"
+
+
+def test_one_shot_queries_bind_only_the_views_they_name():
+    from mirror.index.views import tables_named_in
+
+    assert tables_named_in("SELECT * FROM Series s JOIN studies USING (StudyInstanceUID)") == (
+        "studies", "series")
+    assert tables_named_in("SELECT 42") == TABLES
+    assert "instances" in tables_named_in("select count(*) from INSTANCES")
