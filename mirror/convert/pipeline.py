@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from mirror.convert.series import convert_source
-from mirror.convert.source import StoreSource
+from mirror.convert.source import DirSource, InstanceSource, StoreSource
 from mirror.convert.write import SCHEMA, StackResult
 from mirror.errors import MirrorError, ObjectNotFound, UsageError
 from mirror.layout import SeriesSidecar, check_uid, safe_component
@@ -24,6 +29,8 @@ from mirror.storage.port import Store
 log = logging.getLogger(__name__)
 
 DEFAULT_OUT_PREFIX = "_zarr"
+FETCH_THREADS = 8  # object-store GETs are latency-bound: overlap them
+_COPY_CHUNK = 1 << 20
 MARKER = "zarr.json"
 
 
@@ -98,18 +105,41 @@ def convert_series(
     if not force and marker and marker["dicom"].get("source", {}).get("content_hash") == digest:
         return ConversionResult(sidecar.series_uid, "unchanged", prefix, digest)
     _invalidate(store, prefix)
-    source = StoreSource(store, sidecar.path, tuple(i.name for i in sidecar.instances))
-    outcome = convert_source(
-        source,
-        store.zarr_store(prefix),
-        name=sidecar.series_uid,
-        series_attrs=_provenance(sidecar),
-        threads=threads,
-    )
+    with _instances(store, sidecar) as source:
+        outcome = convert_source(
+            source,
+            store.zarr_store(prefix),
+            name=sidecar.series_uid,
+            series_attrs=_provenance(sidecar),
+            threads=threads,
+        )
     log.info("converted %s: %d stacks", sidecar.series_uid, len(outcome.written))
     return ConversionResult(
         sidecar.series_uid, "converted", prefix, digest, outcome.stacks, len(outcome.skipped)
     )
+
+
+@contextmanager
+def _instances(store: Store, sidecar: SeriesSidecar) -> Iterator[InstanceSource]:
+    """Read local stores in place; fetch remote instances once, in parallel, to a temp dir.
+
+    Every instance is read twice (header scan, then pixels): on an object store that would
+    be two GETs per file, each paying the round trip.
+    """
+    names = tuple(i.name for i in sidecar.instances)
+    if store.capabilities.local:
+        yield StoreSource(store, sidecar.path, names)
+        return
+    with tempfile.TemporaryDirectory(prefix="mirror-convert-") as tmp:
+
+        def fetch(name: str) -> None:
+            source = StoreSource(store, sidecar.path, names)
+            with source.open(name) as src, open(os.path.join(tmp, name), "wb") as dst:
+                shutil.copyfileobj(src, dst, _COPY_CHUNK)
+
+        with ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fetch") as pool:
+            list(pool.map(fetch, names))
+        yield DirSource(tmp, names)
 
 
 def _invalidate(store: Store, prefix: str) -> None:

@@ -33,11 +33,15 @@ def _check_name(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class DirSource:
-    """Every ``*.dcm`` file (or every file, when none end in .dcm) directly in ``root``."""
+    """Files directly in ``root``: ``only`` when given, else every ``*.dcm`` file (or every
+    file, when none end in .dcm)."""
 
     root: str
+    only: tuple[str, ...] = ()
 
     def names(self) -> list[str]:
+        if self.only:
+            return sorted(self.only)
         entries = sorted(
             e.name
             for e in os.scandir(self.root)
