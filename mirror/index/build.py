@@ -30,6 +30,7 @@ from mirror.index.tables import (
     part_key,
     read_part,
     rebase_key,
+    volumes_table,
     write_part,
 )
 from mirror.index.tasks import BatchResult, carry_part, extract_batch, read_sidecars
@@ -227,7 +228,7 @@ def _write_collections(
 
     series = series.sort_by([("collection_id", "ascending"), ("PatientID", "ascending"),
                              ("SeriesInstanceUID", "ascending")])
-    tables = {"series": series, **derive(series)}
+    tables = {"series": series, **derive(series), "volumes": volumes_table(store, series)}
     for cid in sorted(set(series.column("collection_id").to_pylist())):
         for table, data in tables.items():
             part = data.filter(pc.equal(data.column("collection_id"), cid))

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 PARTITION_COLUMN = "collection_id"
-TABLES = ("collections", "patients", "studies", "series", "instances", "errors")
+TABLES = ("collections", "patients", "studies", "series", "instances", "errors", "volumes")
 
 _NOT_ID = re.compile(r"[^a-z0-9]+")
 
@@ -146,6 +146,7 @@ def _arrow_type(kind: str) -> pa.DataType:
         "float": pa.float64(),
         "date": pa.date32(),
         "timestamp": pa.timestamp("us", tz="UTC"),
+        "bool": pa.bool_(),
         "strs": pa.list_(pa.string()),
         "ints": pa.list_(pa.int64()),
         "floats": pa.list_(pa.float64()),
@@ -186,6 +187,15 @@ COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "errors": (
         ("collection_id", "str"), ("SeriesInstanceUID", "str"), ("file_path", "str"),
         ("element", "str"), ("reason", "str"),
+    ),
+    # One row per OME-Zarr stack written by ``mirror convert`` (mirror.convert.volume_rows).
+    "volumes": (
+        ("collection_id", "str"), ("SeriesInstanceUID", "str"), ("Collection", "str"),
+        ("stack_id", "int"), ("role", "str"), ("store_path", "str"), ("image_path", "str"),
+        ("axes", "strs"), ("shape", "ints"), ("dtype", "str"), ("spacing", "floats"),
+        ("levels", "int"), ("flags", "strs"), ("tilt_deg", "float"), ("regular", "bool"),
+        ("missing_slices", "ints"), ("fourth_dim", "str"), ("n_instances", "int"),
+        ("Modality", "str"), ("content_hash", "str"),
     ),
 }
 

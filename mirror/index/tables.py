@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from mirror.errors import MirrorError
 from mirror.index.publish import snapshot_prefix, write_table
-from mirror.index.schema import PARTITION_COLUMN, file_schema, schema
+from mirror.index.schema import PARTITION_COLUMN, collection_id, file_schema, schema
 from mirror.storage.port import Store
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+log = logging.getLogger(__name__)
 
 
 def to_table(rows: list[dict[str, Any]], table: str) -> pa.Table:
@@ -102,3 +106,35 @@ def derive(series: pa.Table) -> dict[str, pa.Table]:
                 for name, sql in DERIVED.items()}
     finally:
         con.close()
+
+
+_ZARR_PREFIX = "_zarr/"
+_VOLUME_KEYS = {"SeriesInstanceUID": "series_uid", "Collection": "collection",
+                "Modality": "modality"}
+
+
+def volumes_table(store: Store, series: pa.Table) -> pa.Table:
+    """OME-Zarr stacks of the series in ``series`` whose content they were converted from.
+
+    A store converted from older content (its ``content_hash`` differs) or belonging to a
+    series no longer indexed is left out. Unreadable conversion markers are logged, not fatal:
+    the volumes are a derived product and the rest of the index stands without them.
+    """
+    import pyarrow as pa
+
+    if next(iter(store.list(_ZARR_PREFIX)), None) is None:
+        return empty("volumes")
+    from mirror.convert import volume_rows
+
+    try:
+        rows = volume_rows(store)
+    except (MirrorError, ValueError, KeyError, TypeError) as exc:
+        log.warning("volumes left out of the index: %s", exc)
+        return empty("volumes")
+    current = set(zip(series.column("SeriesInstanceUID").to_pylist(),
+                      series.column("content_hash").to_pylist(), strict=True))
+    names = schema("volumes").names
+    out = [{**{n: row.get(_VOLUME_KEYS.get(n, n)) for n in names},
+            "collection_id": collection_id(str(row.get("collection", "")))}
+           for row in rows if (row.get("series_uid"), row.get("content_hash")) in current]
+    return pa.Table.from_pylist(out, schema=schema("volumes"))

@@ -62,7 +62,7 @@ def view_sql(table: str, paths: list[str]) -> str:
 
 _SQL_TYPES = {"str": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "date": "DATE",
               "timestamp": "TIMESTAMPTZ", "strs": "VARCHAR[]", "ints": "BIGINT[]",
-              "floats": "DOUBLE[]"}
+              "floats": "DOUBLE[]", "bool": "BOOLEAN"}
 
 
 def empty_view_sql(table: str) -> str:
