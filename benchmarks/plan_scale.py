@@ -231,6 +231,115 @@ def phase_replan(
 
 PHASES = ("first", "unchanged", "changed_1pct", "nightly_1pct")
 
+# The wide-area model (shared/benchmarks.md): every series is one getImage request that
+# pays the round trip, then streams at the per-connection cap; the archive admits at most
+# C connections. Wire bytes are FileSize x ratio: TCIA's ZIPs are DEFLATE-compressed and the
+# Data Retriever budgets ~35 % of FileSize; 1.0 is the no-compression worst case.
+SUBSETS = {
+    "all_public (IDC catalog)": "true",
+    "radiology images (no SM/SEG/SR/ANN/RT*)": (
+        "Modality NOT IN ('SM','SEG','SR','ANN','RTSTRUCT','RTPLAN','RTDOSE')"
+    ),
+}
+MODEL = {
+    "per_connection_MBps": 5.0,  # 40 Mbit/s
+    "latency_s": 0.3,
+    "connections": (32, 64),
+    "wire_ratio": (0.35, 1.0),
+    "s3_put_s": 0.03,  # per object, sequential inside a task (commit_objects)
+}
+
+
+def measure_verify_rate(total_mb: int = 256, file_mb: float = 0.5) -> dict[str, float]:
+    """One core's rate for the per-file work after the socket: inflate + CRC (zipfile),
+    MD5, write to local disk. Synthetic CT-like slices (smooth 12-bit + noise, int16)."""
+    import hashlib
+    import io
+    import os
+    import zipfile
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    side = int((file_mb * 2**20 / 2) ** 0.5)
+    yy, xx = np.mgrid[0:side, 0:side]
+    base = (1000 + 800 * np.sin(xx / 40) * np.cos(yy / 55)).astype(np.int16)
+    n_files = int(total_mb / file_mb)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:  # level 6, as ZipOutputStream
+        for i in range(n_files):
+            noise = rng.integers(-20, 20, size=base.shape, dtype=np.int16)
+            zf.writestr(f"{i:08d}.dcm", (base + noise).tobytes())
+    wire = buf.getbuffer().nbytes
+    with tempfile.TemporaryDirectory(prefix="verify-rate-") as tmp:
+        start = time.process_time()
+        with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as zf:
+            for info in zf.infolist():
+                data = zf.read(info)  # inflate + CRC check
+                hashlib.md5(data).hexdigest()
+                with open(os.path.join(tmp, info.filename), "wb") as out:
+                    out.write(data)
+        cpu = time.process_time() - start
+    out_mb = n_files * side * side * 2 / 1e6
+    return {
+        "dicom_MBps_per_core": out_mb / cpu,
+        "files_per_s_per_core": n_files / cpu,
+        "synthetic_wire_ratio": wire / (out_mb * 1e6),
+        "file_mb": file_mb,
+    }
+
+
+def wide_area_model(catalog: Path) -> dict[str, Any]:
+    import duckdb
+
+    rate = measure_verify_rate()
+    out: dict[str, Any] = {"assumptions": MODEL, "measured_verify": rate, "subsets": {}}
+    con = duckdb.connect()
+    for name, where in SUBSETS.items():
+        n, files, size = con.execute(
+            "SELECT count(*), sum(instanceCount), sum(series_size_MB) * 1e6 FROM read_parquet(?)"
+            f" WHERE {where}",  # the WHERE clauses are the fixed literals in SUBSETS
+            [str(catalog)],
+        ).fetchone()
+        out["subsets"][name] = {
+            "series": n,
+            "files": int(files),
+            "bytes": float(size),
+            "scenarios": scenarios(int(n), int(files), float(size), rate),
+        }
+    return out
+
+
+def scenarios(n: int, files: int, size: float, rate: dict[str, float]) -> list[dict[str, Any]]:
+    rows = []
+    for c in MODEL["connections"]:
+        for ratio in MODEL["wire_ratio"]:
+            download = n * MODEL["latency_s"] + ratio * size / (MODEL["per_connection_MBps"] * 1e6)
+            upload = files * MODEL["s3_put_s"]
+            hours_local = download / c / 3600
+            hours_s3 = (download + upload) / c / 3600
+            dicom_MBps = size / 1e6 / (hours_local * 3600)
+            rows.append(
+                {
+                    "connections": c,
+                    "wire_ratio": ratio,
+                    "hours_local_dest": round(hours_local, 1),
+                    "hours_s3_dest": round(hours_s3, 1),
+                    "wire_MBps": round(ratio * size / 1e6 / (hours_local * 3600), 1),
+                    "dicom_MBps": round(dicom_MBps, 1),
+                    "files_per_s": round(files / (hours_local * 3600), 1),
+                    "verify_cores": round(
+                        max(
+                            dicom_MBps / rate["dicom_MBps_per_core"],
+                            files / (hours_local * 3600) / rate["files_per_s_per_core"],
+                        ),
+                        1,
+                    ),
+                    "workers_at_8_slots": -(-c // 8),
+                }
+            )
+    return rows
+
 
 def run_phase(args: argparse.Namespace) -> dict[str, Any]:
     ledger_path = Path(args.ledger)
@@ -323,11 +432,26 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N series")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sample", type=int, default=20000, help="series committed one by one")
+    parser.add_argument("--model-only", action="store_true", help="only the wide-area model")
     parser.add_argument("--phase", choices=PHASES, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--ledger", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
         print(json.dumps(run_phase(args), default=str))
+        return 0
+    model = wide_area_model(args.catalog)
+    write_result("plan_scale_model", {"model": model})
+    rate = model["measured_verify"]
+    update_row(
+        "plan_scale",
+        "verify on one core: inflate+CRC+MD5+write, 0.5 MB files",
+        [
+            f"{rate['dicom_MBps_per_core']:.0f} MB/s, {rate['files_per_s_per_core']:.0f} files/s",
+            *("-", "-", "-"),
+        ],
+    )
+    print(json.dumps(model, indent=2))
+    if args.model_only:
         return 0
     results = dict(phases(args))
     report(results, args)
