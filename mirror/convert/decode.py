@@ -58,7 +58,7 @@ def plugin_for(transfer_syntax: str) -> str:
 
 def _decoder(transfer_syntax: str) -> Any:
     uid = pydicom.uid.UID(transfer_syntax)
-    if not uid.is_compressed:
+    if not uid.is_transfer_syntax or not uid.is_compressed:
         return None
     try:
         return get_decoder(uid)
@@ -81,6 +81,8 @@ def read_planes(source: InstanceSource, name: str, headers: Sequence[SliceHeader
 
 def _decode(ds: Dataset, h: SliceHeader) -> np.ndarray:
     ts = h.transfer_syntax
+    if str(ds.file_meta.get("TransferSyntaxUID", "")) != ts:
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.UID(ts)  # no meta: as the parser read it
     if ts in _NEEDS_LIBJPEG and not _decoder(ts).is_available:
         raise UndecodableInstance(
             f"{h.name}: {pydicom.uid.UID(ts).name} needs the optional 'jpeg' extra "

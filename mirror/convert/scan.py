@@ -119,8 +119,22 @@ def _planes(name: str, ds: Dataset) -> list[SliceHeader] | Skipped:
     return [_frame(base, ds, f) for f in range(n_frames)]
 
 
+def transfer_syntax(ds: Dataset) -> str:
+    """The file's transfer syntax; for files without one, what the parser found."""
+    meta = getattr(ds, "file_meta", None)
+    uid = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    if uid and pydicom.uid.UID(uid).is_transfer_syntax:
+        return uid
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if little is False:
+        return str(pydicom.uid.ExplicitVRBigEndian)
+    if implicit:
+        return str(pydicom.uid.ImplicitVRLittleEndian)
+    return str(pydicom.uid.ExplicitVRLittleEndian)
+
+
 def _common(name: str, ds: Dataset, n_frames: int) -> dict[str, Any]:
-    ts = ds.file_meta.get("TransferSyntaxUID", "") if hasattr(ds, "file_meta") else ""
+    ts = transfer_syntax(ds)
     return {
         "name": name,
         "sop_uid": str(ds.get("SOPInstanceUID", "")),

@@ -9,12 +9,16 @@ import numpy as np
 import pydicom
 import zarr
 from pydicom.pixels import apply_modality_lut
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 POSITION_TOL_MM = 1e-3
 
 
 def expected_plane(path: Path, frame: int | None, dtype: np.dtype, kind: str) -> np.ndarray:
-    ds = pydicom.dcmread(path)
+    ds = pydicom.dcmread(path, force=True)
+    if "TransferSyntaxUID" not in ds.file_meta:
+        implicit, _ = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
     arr = ds.pixel_array if frame is None or int(ds.get("NumberOfFrames", 1)) == 1 else ds.pixel_array[frame]
     if kind == "rgb":
         return np.moveaxis(arr, -1, 0).astype(dtype)
@@ -101,7 +105,7 @@ def _all_dicom(root: zarr.Group) -> list[dict[str, Any]]:
 
 def _check_in_plane(affine: np.ndarray, path: Path, frame: int | None) -> None:
     """Affine columns 1, 2 = row spacing x column cosine, column spacing x row cosine."""
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
     iop, spacing = ds.get("ImageOrientationPatient"), ds.get("PixelSpacing")
     if iop is None or spacing is None:
         return  # multi-frame: geometry sits in functional groups, checked by position

@@ -181,3 +181,13 @@ def test_missing_gpl_jpeg_decoder_is_a_clear_quarantine_reason(tmp_path, convert
     assert stack.reason == f"decoder_missing:{JPEGLosslessSV1}"
     assert "tcia-mirror[jpeg]" in stack.detail
     assert "ome" not in zarr.open_group(str(store), mode="r").attrs
+
+
+def test_file_without_meta_decodes_with_the_parsed_encoding(tmp_path, convert):
+    folder = _folder(tmp_path, "pal", "OT-PAL-8-face.dcm", "no_meta.dcm")
+    store, outcome = convert(folder)
+    check_store(store, folder)
+    assert [(s.status, s.role, s.shape) for s in outcome.stacks] == [("written", "image2d", (480, 640))]
+    assert [s.reason for s in outcome.skipped] == ["no pixel grid (Rows/Columns missing)"]
+    # PALETTE COLOR: the indices are stored as they are
+    assert zarr.open_group(str(store), mode="r").attrs["dicom"]["photometric"]["input"] == "PALETTE COLOR"
