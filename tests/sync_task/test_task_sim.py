@@ -28,6 +28,8 @@ def _record(archive, uid):
 def test_whole_tiny_archive_mirrors_verified(archive, sim, store, settings, sleeps) -> None:
     records = archive.series()
     assert len(records) == 6
+    if store.url.startswith("s3://"):
+        records = records[:2]  # ~40 ms per moto request: the rest is the same code path
     for record in records:
         res = sync_series(_task(record), archive, store, settings, sleep=sleeps.append)
         assert (res.outcome, res.attempts) == ("committed", 1), res
@@ -108,7 +110,7 @@ def test_upstream_change_replaces_and_keeps_old_in_attic(archive, sim, local_sto
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("store", ["local", "s3"], indirect=True)  # memory:// is per process
+@pytest.mark.parametrize("store", ["s3"], indirect=True)  # memory:// is per process
 def test_task_runs_in_another_process_with_pickled_store(archive, sim, store, settings) -> None:
     """What a multi-process Dask worker does: unpickle archive + store, open clients lazily."""
     import multiprocessing
