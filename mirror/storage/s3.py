@@ -54,6 +54,8 @@ class S3Store(ObjectStore):
 
     @property
     def capabilities(self) -> StoreCapabilities:
+        # conditional_put: AWS, moto and SeaweedFS honour If-None-Match/If-Match on PUT;
+        # callers use it through filesystem() (s3fs put_file(mode="create")), not this port.
         return StoreCapabilities(
             atomic_rename=False, object_metadata=True, conditional_put=True, local=False
         )
