@@ -58,21 +58,21 @@ def grow(sim: SimArchive, n: int) -> None:
 def test_sigkill_after_some_series_then_resume(
     sim: SimArchive, archive_server: SimServer, dest: Path, run_sync: SyncFn
 ) -> None:
-    grow(sim, 14)
+    grow(sim, 10)
     sim.faults = FaultConfig(latency=0.15)
     proc = start_sync(archive_server, dest)
-    wait_until(lambda: states(dest).get("present", 0) >= 4, proc)
+    wait_until(lambda: states(dest).get("present", 0) >= 3, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(60)
     left = states(dest)
-    assert left.get("in_progress", 0) > 0 and left.get("present", 0) < 20
+    assert left.get("in_progress", 0) > 0 and left.get("present", 0) < 16
     assert_nothing_partial(dest, sim)
     sim.faults = FaultConfig()
     resumed = run_sync()
     assert resumed.exit_code == 0, resumed.failures
-    assert resumed.counts["downloaded"] + resumed.counts["unchanged"] >= 20 - left["present"]
+    assert resumed.counts["downloaded"] + resumed.counts["unchanged"] >= 16 - left["present"]
     assert_mirror_equals_archive(dest, sim)
-    assert states(dest) == {"present": 20}
+    assert states(dest) == {"present": 16}
 
 
 def test_sigkill_mid_download_leaves_only_staging(
@@ -94,7 +94,7 @@ def test_sigkill_mid_download_leaves_only_staging(
 def test_sigterm_stops_with_130_and_keeps_the_watermark(
     sim: SimArchive, archive_server: SimServer, dest: Path
 ) -> None:
-    grow(sim, 14)
+    grow(sim, 8)
     sim.faults = FaultConfig(latency=0.15)
     proc = start_sync(archive_server, dest)
     wait_until(lambda: states(dest).get("present", 0) >= 2, proc)

@@ -121,7 +121,7 @@ class MirrorMachine(RuleBasedStateMachine):
 
 
 MirrorMachine.TestCase.settings = settings(
-    max_examples=8, stateful_step_count=6, deadline=None, derandomize=True,
+    max_examples=6, stateful_step_count=6, deadline=None, derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestMirrorMachine = pytest.mark.slow(MirrorMachine.TestCase)
