@@ -102,7 +102,25 @@ def _item_value(item: Any, keyword: str) -> Any:
     return item.get(keyword) if item is not None else None
 
 
+# Value representations whose bytes do not depend on the character set: for these,
+# pydicom's own value converter can run on the raw element directly.
+_PLAIN_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI",
+                        "US", "SS", "UL", "SL", "FL", "FD"})
+
+
 def _element_value(ds: Any, tag: int) -> Any:
+    """pydicom's value of ``tag``, skipping the DataElement machinery when it is safe.
+
+    ``Dataset.__getitem__`` builds a DataElement through hooks and validation for each
+    access, which costs more than parsing the header; ``pydicom.values.convert_value`` on
+    the still-raw element gives the same value (the tests compare against ``ds[tag]``).
+    """
+    from pydicom.dataelem import RawDataElement
+    from pydicom.values import convert_value
+
+    raw = ds._dict.get(tag)
+    if isinstance(raw, RawDataElement) and raw.VR in _PLAIN_VRS and raw.value is not None:
+        return convert_value(raw.VR, raw)
     return ds[tag].value
 
 

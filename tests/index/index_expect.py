@@ -6,8 +6,15 @@ import datetime as dt
 from typing import Any
 
 from pydicom.multival import MultiValue
+from pydicom.valuerep import DA
 
 from mirror.index.schema import Element, Kind
+
+
+def _date(value: str) -> dt.date:
+    # pydicom's own DA parser (accepts ACR-NEMA "YYYY.MM.DD" too)
+    parsed = DA(value)
+    return dt.date(parsed.year, parsed.month, parsed.day)
 
 
 def pydicom_value(ds: Any, element: Element) -> Any:
@@ -21,7 +28,7 @@ def pydicom_value(ds: Any, element: Element) -> Any:
         return None
     items = list(value) if isinstance(value, MultiValue) else [value]
     cast = {Kind.INT: int, Kind.INTS: int, Kind.FLOAT: float, Kind.FLOATS: float,
-            Kind.DATE: lambda v: dt.datetime.strptime(v, "%Y%m%d").date()}.get(element.kind, str)
+            Kind.DATE: _date}.get(element.kind, str)
     if element.kind in (Kind.STRS, Kind.INTS, Kind.FLOATS):
         return [cast(v) for v in items]
     if element.kind is Kind.STR:
