@@ -303,6 +303,9 @@ def _print_status(data: dict[str, Any]) -> None:
         console.print(f"watermark {name}: {wm or 'none (next run lists it in full)'}")
 
 
+_DEMO_SQL = '"SELECT collection, count(*) AS series FROM series GROUP BY 1"'
+
+
 def _print_demo(result: Any) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -316,11 +319,14 @@ def _print_demo(result: Any) -> None:
     console.print(table)
     _print_summary(result.summary, False)
     console.print("next, try:")
+    dest = result.dest
     for cmd in (
-        f"mirror status --dest {result.dest}",
-        f"mirror verify --dest {result.dest} --deep",
-        f"mirror sync --dest {result.dest} --dry-run --archive URL",
-        "mirror --help",
+        f"mirror status --dest {dest}",
+        f"mirror verify --dest {dest} --deep",
+        f"mirror index build --dest {dest}",
+        f"mirror query --dest {dest} " + _DEMO_SQL,
+        "mirror convert --help",
+        "mirror archive serve --preset demo   # then: mirror sync --dest DIR --archive URL",
     ):
         console.print(f"  {cmd}")
 
