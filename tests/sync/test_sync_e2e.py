@@ -193,3 +193,19 @@ def test_listing_rows_with_unparsable_dates_still_sync_and_stay_stable(
     again = do_sync(replace(config, full=True), archive=wrapped, today=lambda: sim.today)  # type: ignore[arg-type]
     assert again.exit_code == 0 and again.counts["planned"] == 0
     assert_mirror_equals_archive(dest, sim)
+
+
+def test_archive_down_before_any_work_exits_3(config: object, dest: Path, sim: SimArchive) -> None:
+    import socket
+    from dataclasses import replace
+
+    from mirror.archive.nbia import NbiaArchive
+    from mirror.sync.service import sync as do_sync
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    down = NbiaArchive(f"http://127.0.0.1:{port}/nbia-api/services/v4/", sleep=lambda s: None)
+    summary = do_sync(replace(config, archive_url=down.url), archive=down, today=lambda: sim.today)  # type: ignore[type-var]
+    assert summary.exit_code == 3 and "Archive" in summary.error
+    assert not list(dest.rglob("*.dcm"))
