@@ -46,6 +46,14 @@ class UndecodableInstance(ConversionError):
         self.reason = reason
         self.sop_uid = sop_uid
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # crosses process boundaries (Dask): keep reason and UID, not just the message
+        return (_undecodable, (str(self), self.reason, self.sop_uid))
+
+
+def _undecodable(message: str, reason: str, sop_uid: str) -> UndecodableInstance:
+    return UndecodableInstance(message, reason=reason, sop_uid=sop_uid)
+
 
 def plugin_for(transfer_syntax: str) -> str:
     """The decoding plugin that will be tried first ("" = pydicom's own choice)."""
