@@ -75,6 +75,7 @@ class SyncConfig:
     layout: str = DEFAULT_TEMPLATE
     summary_json: str | None = None
     metrics: str | None = None
+    changed_files: str | None = None  # one series folder per line: committed or withdrawn
     overlap_days: int = 3
     retry_pass: bool = True
     cluster: ClusterConfig = field(default_factory=ClusterConfig)

@@ -113,6 +113,10 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
     metrics: Annotated[
         Path | None, typer.Option("--metrics", help="Prometheus textfile (.prom) to write.")
     ] = None,
+    changed_files: Annotated[
+        Path | None,
+        typer.Option("--changed-files", help="Write the series folders this run changed."),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Incrementally mirror collections into DEST; exit codes are documented in the README."""
@@ -138,6 +142,7 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
             layout=layout,
             summary_json=str(summary_json) if summary_json else None,
             metrics=str(metrics) if metrics else None,
+            changed_files=str(changed_files) if changed_files else None,
             cluster=ClusterConfig(
                 scheduler=scheduler_from_env(scheduler),
                 workers=0 if threads_only else workers,

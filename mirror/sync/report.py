@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,11 @@ def write_metrics(
     def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
         return Gauge(f"{METRIC_PREFIX}_{name}", doc, labels, registry=registry)
 
+    watermark = summary.watermark.get("after") or summary.watermark.get("before")
+    if watermark:
+        gauge("upstream_watermark_timestamp_seconds", "Watermark of the incremental listing").set(
+            datetime.fromisoformat(watermark).replace(tzinfo=UTC).timestamp()
+        )
     success = now if summary.exit_code == EXIT_OK else previous
     if success is not None:
         gauge("last_success_timestamp_seconds", "End of the last run that exited 0").set(success)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from mirror import __version__
@@ -23,6 +24,7 @@ from mirror.storage.port import Store
 from mirror.sync.engine import Engine, EngineOptions, EngineReport, make_units
 from mirror.sync.ledger import Ledger, utcnow
 from mirror.sync.listing import Listing, gather
+from mirror.sync.manifest import write_text_atomic
 from mirror.sync.plan import PlanItem, SyncPlan, plan
 from mirror.sync.report import Failure, RunSummary
 
@@ -58,6 +60,7 @@ class Tally:
     retries: int = 0
     failures: dict[str, Failure] = field(default_factory=dict)
     done: int = 0
+    changed_paths: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +255,7 @@ class SyncRun:
             self.tally.counts["downloaded"] += 1
         if changed:
             self.tally.bytes_written += result.sidecar.total_size
+            self.tally.changed_paths.append(result.sidecar.path)
 
     def _on_error(self, task: Any, error_class: str, message: str, retryable: bool) -> None:
         record: SeriesRecord = task.record
@@ -282,9 +286,20 @@ class SyncRun:
                 self.ctx.store.move_prefix(item.path, attic)
                 detail = f"moved to {attic}"
             self.ctx.ledger.record_withdrawn(item.series_uid, self.ctx.run_id, detail)
+            if self.ctx.config.delete:
+                self.tally.changed_paths.append(item.path)
             self.tally.counts["withdrawn"] += 1
 
     # --- wrap-up -------------------------------------------------------------------------
+
+    def _write_changed_files(self) -> str | None:
+        """``--changed-files``: series folders this run wrote or moved (for rsync/diodes)."""
+        target = self.ctx.config.changed_files
+        if not target or self.ctx.config.dry_run:
+            return None
+        lines = "".join(f"{path}\n" for path in sorted(set(self.tally.changed_paths)))
+        write_text_atomic(Path(target), lines)
+        return target
 
     def _finish(self, exit_code: int, the_plan: SyncPlan | None, error: str) -> RunSummary:
         cfg, listing = self.ctx.config, self.listing
@@ -321,5 +336,6 @@ class SyncRun:
             failures=tuple(self.tally.failures.values()),
             plan=the_plan.to_dict() if cfg.dry_run and the_plan else None,
             error=error,
+            changed_files_path=self._write_changed_files(),
             extra={"not_found": list(listing.not_found)} if listing and listing.not_found else {},
         )

@@ -29,8 +29,12 @@ def cli(archive_server: SimServer, dest: Path):  # type: ignore[no-untyped-def]
 
 def test_sync_status_verify_and_reports(cli, sim: SimArchive, dest: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     summary, prom = tmp_path / "out" / "summary.json", tmp_path / "m.prom"
-    first = cli("sync", "--summary-json", str(summary), "--metrics", str(prom))
+    changed = tmp_path / "changed.txt"
+    first = cli("sync", "--summary-json", str(summary), "--metrics", str(prom),
+                "--changed-files", str(changed))
     assert first.exit_code == 0, first.output
+    lines = changed.read_text().splitlines()
+    assert len(lines) == 6 and all((dest / line / "_series.json").exists() for line in lines)
     assert "6 new" in first.stdout
     data = json.loads(summary.read_text())
     assert data["status"] == "ok" and data["counts"]["downloaded"] == 6
@@ -38,8 +42,10 @@ def test_sync_status_verify_and_reports(cli, sim: SimArchive, dest: Path, tmp_pa
     assert "tcia_mirror_last_success_timestamp_seconds" in prom.read_text()
     assert_mirror_equals_archive(dest, sim)
 
-    again = cli("sync")
+    again = cli("sync", "--changed-files", str(changed), "--metrics", str(prom))
     assert again.exit_code == 0 and "0 new" in again.stdout
+    assert changed.read_text() == ""
+    assert "tcia_mirror_upstream_watermark_timestamp_seconds" in prom.read_text()
 
     status = cli("status", "--json")
     assert status.exit_code == 0
