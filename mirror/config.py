@@ -76,6 +76,7 @@ class SyncConfig:
     summary_json: str | None = None
     metrics: str | None = None
     changed_files: str | None = None  # one series folder per line: committed or withdrawn
+    scratch_dir: str | None = None  # where workers stream series ZIPs (default: $TMPDIR)
     overlap_days: int = 3
     retry_pass: bool = True
     cluster: ClusterConfig = field(default_factory=ClusterConfig)

@@ -113,6 +113,10 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
     metrics: Annotated[
         Path | None, typer.Option("--metrics", help="Prometheus textfile (.prom) to write.")
     ] = None,
+    scratch_dir: Annotated[
+        str | None,
+        typer.Option("--scratch-dir", help="Where workers stream series ZIPs (default: TMPDIR)."),
+    ] = None,
     changed_files: Annotated[
         Path | None,
         typer.Option("--changed-files", help="Write the series folders this run changed."),
@@ -143,6 +147,7 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
             summary_json=str(summary_json) if summary_json else None,
             metrics=str(metrics) if metrics else None,
             changed_files=str(changed_files) if changed_files else None,
+            scratch_dir=scratch_dir,
             cluster=ClusterConfig(
                 scheduler=scheduler_from_env(scheduler),
                 workers=0 if threads_only else workers,

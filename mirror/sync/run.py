@@ -195,7 +195,7 @@ class SyncRun:
             return self.ctx.fetch_settings
         from mirror.sync.task import FetchSettings
 
-        return FetchSettings()
+        return FetchSettings(scratch_dir=self.ctx.config.scratch_dir)
 
     def _pass(self, engine: Engine, items: Sequence[PlanItem], pass_no: int) -> EngineReport:
         from mirror.sync.task import SeriesTask

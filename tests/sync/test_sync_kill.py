@@ -26,7 +26,9 @@ MAIN = "from mirror.cli import main; main()"
 
 
 def start_sync(server: SimServer, dest: Path) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-c", MAIN, "sync", "--dest", str(dest),
+    scratch = dest.parent / "scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-c", MAIN, "sync", "--dest", str(dest), "--scratch-dir", str(scratch),
             "--archive", server.base_url, "--workers", "0", "--threads", "2"]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -75,16 +77,20 @@ def test_sigkill_after_some_series_then_resume(
     assert states(dest) == {"present": 16}
 
 
-def test_sigkill_mid_download_leaves_only_staging(
+def test_sigkill_mid_download_leaves_nothing_visible(
     sim: SimArchive, archive_server: SimServer, dest: Path, run_sync: SyncFn
 ) -> None:
     sim.add_series("Sim-Lung", patient_id="BIG", n_instances=6, rows=128, cols=128)
     sim.faults = FaultConfig(bandwidth=60_000)
     proc = start_sync(archive_server, dest)
-    wait_until(lambda: (dest / ".staging").exists() and any((dest / ".staging").rglob("*")), proc)
+    scratch = dest.parent / "scratch"
+    big = next(u for u in sim.series_uids() if sim.record(u).patient_id == "BIG")
+    # The big series' ZIP is half-way through the (throttled) download.
+    wait_until(lambda: any(p.stat().st_size > 50_000 for p in scratch.glob(f"*{big}*.zip.part")), proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(60)
     assert_nothing_partial(dest, sim)
+    assert big not in {p.parent.name for p in dest.rglob("_series.json")}
     sim.faults = FaultConfig()
     assert run_sync().exit_code == 0
     assert_mirror_equals_archive(dest, sim)
