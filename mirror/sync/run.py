@@ -19,7 +19,14 @@ from typing import Any
 from mirror import __version__
 from mirror.archive.port import Archive, SeriesRecord
 from mirror.config import SyncConfig
-from mirror.errors import EXIT_DESTINATION, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, MirrorError
+from mirror.errors import (
+    EXIT_DESTINATION,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    MirrorError,
+    ObjectNotFound,
+)
 from mirror.storage.port import Store
 from mirror.sync.engine import Engine, EngineOptions, EngineReport, make_units
 from mirror.sync.ledger import Ledger, utcnow
@@ -216,8 +223,16 @@ class SyncRun:
         instead of trusting a sidecar whose files no longer match it."""
         for item in items:
             attic = f"_attic/{self.ctx.run_id}/{item.path}"
-            log.info("series %s: damaged copy moved to %s", item.series_uid, attic)
-            self.ctx.store.move_prefix(item.path, attic)
+            if self._move_aside(item.path, attic):
+                log.info("series %s: damaged copy moved to %s", item.series_uid, attic)
+
+    def _move_aside(self, path: str, attic: str) -> bool:
+        """Move a series folder to the attic; False if there was nothing there."""
+        try:
+            self.ctx.store.move_prefix(path, attic)
+        except ObjectNotFound:
+            return False
+        return True
 
     def _on_result(self, task: Any, result: Any) -> None:
         item = self.items[result.series_uid]
@@ -283,8 +298,8 @@ class SyncRun:
             detail = "tombstone"
             if self.ctx.config.delete:
                 attic = f"_attic/{self.ctx.run_id}/{item.path}"
-                self.ctx.store.move_prefix(item.path, attic)
-                detail = f"moved to {attic}"
+                moved = self._move_aside(item.path, attic)
+                detail = f"moved to {attic}" if moved else "nothing to move"
             self.ctx.ledger.record_withdrawn(item.series_uid, self.ctx.run_id, detail)
             if self.ctx.config.delete:
                 self.tally.changed_paths.append(item.path)

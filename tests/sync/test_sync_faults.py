@@ -64,6 +64,6 @@ def test_series_withdrawn_during_download_is_not_retried(
     assert failure.error_class == "AccessDenied" and not failure.retryable
     sim.faults = FaultConfig()
     # The failed run did not set a watermark, so the next run lists in full and sees it gone.
-    second = run_sync()
+    second = run_sync(delete=True)  # never present: nothing to move to the attic
     assert second.exit_code == 0 and second.counts["withdrawn"] == 1
     assert_mirror_equals_archive(dest, sim)
