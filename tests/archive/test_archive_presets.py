@@ -39,6 +39,7 @@ def test_unknown_preset_is_a_usage_error() -> None:
         SimArchive.preset("huge")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not TCGA_CATALOG.exists(), reason="catalogue not present")
 def test_tcga_preset_follows_the_catalogue() -> None:
     sim = SimArchive.preset("tcga", collections=["TCGA-KIRC"], max_series=15, scale=16)

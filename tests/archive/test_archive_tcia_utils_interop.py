@@ -8,40 +8,41 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mirror.archive.sim import SimArchive, SimServer
 
-nbia = pytest.importorskip("tcia_utils.nbia")
-
 
 @pytest.fixture
-def peer(archive_server: SimServer, monkeypatch: pytest.MonkeyPatch) -> object:
+def peer(archive_server: SimServer, monkeypatch: pytest.MonkeyPatch) -> Any:
+    # Imported here: pandas and friends cost seconds, only these tests should pay them.
+    nbia = pytest.importorskip("tcia_utils.nbia")
     monkeypatch.setattr(nbia, "setApiUrl", lambda endpoint, api_url="": archive_server.base_url)
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
     return nbia
 
 
-def test_get_collections_and_series(peer: object, sim: SimArchive) -> None:
-    collections = nbia.getCollections()
+def test_get_collections_and_series(peer: Any, sim: SimArchive) -> None:
+    collections = peer.getCollections()
     assert sorted(c["Collection"] for c in collections) == ["Sim-Brain", "Sim-Lung"]
-    series = nbia.getSeries(collection="Sim-Lung")
+    series = peer.getSeries(collection="Sim-Lung")
     assert sorted(s["SeriesInstanceUID"] for s in series) == sorted(sim.series_uids("Sim-Lung"))
-    assert nbia.getSeries(collection="No-Such") is None  # its "No results" for an empty body
+    assert peer.getSeries(collection="No-Such") is None  # its "No results" for an empty body
 
 
-def test_get_updated_series_date_conversion(peer: object, sim: SimArchive) -> None:
-    rows = nbia.getUpdatedSeries("2025/01/15")
+def test_get_updated_series_date_conversion(peer: Any, sim: SimArchive) -> None:
+    rows = peer.getUpdatedSeries("2025/01/15")
     assert {r["SeriesInstanceUID"] for r in rows} == set(sim.series_uids())
 
 
 def test_download_series_bytes_equal_the_archive(
-    peer: object, sim: SimArchive, tmp_path: Path
+    peer: Any, sim: SimArchive, tmp_path: Path
 ) -> None:
-    series = nbia.getSeries(collection="Sim-Lung")
-    nbia.downloadSeries(series, path=str(tmp_path), max_workers=2)
+    series = peer.getSeries(collection="Sim-Lung")
+    peer.downloadSeries(series, path=str(tmp_path), max_workers=2)
     for row in series:
         uid = row["SeriesInstanceUID"]
         folder = tmp_path / uid
@@ -51,9 +52,9 @@ def test_download_series_bytes_equal_the_archive(
         assert got == sorted(sim.true_md5s(uid))
 
 
-def test_download_series_with_hash(peer: object, sim: SimArchive, tmp_path: Path) -> None:
+def test_download_series_with_hash(peer: Any, sim: SimArchive, tmp_path: Path) -> None:
     uid = sim.series_uids("Sim-Brain")[0]
-    nbia.downloadSeries([uid], input_type="list", path=str(tmp_path), hash="y", max_workers=1)
+    peer.downloadSeries([uid], input_type="list", path=str(tmp_path), hash="y", max_workers=1)
     folder = tmp_path / uid
     csv_rows = (folder / "md5hashes.csv").read_text().splitlines()
     assert csv_rows[0] == "Filename,MD5Hash"
@@ -62,12 +63,10 @@ def test_download_series_with_hash(peer: object, sim: SimArchive, tmp_path: Path
         assert hashlib.md5((folder / name).read_bytes()).hexdigest() == value.zfill(32)
 
 
-def test_download_series_returns_metadata_frame(
-    peer: object, sim: SimArchive, tmp_path: Path
-) -> None:
+def test_download_series_returns_metadata_frame(peer: Any, sim: SimArchive, tmp_path: Path) -> None:
     # format="df" makes tcia-utils POST getSeriesMetadata and parse the quoted CSV.
     uids = sim.series_uids("Sim-Brain")
-    frame = nbia.downloadSeries(
+    frame = peer.downloadSeries(
         uids, input_type="list", path=str(tmp_path), format="df", max_workers=2
     )
     assert sorted(frame["SeriesInstanceUID"]) == sorted(uids)

@@ -85,13 +85,13 @@ def tcga(
     table = pq.read_table(catalog)
     table = table.filter(pc.is_null(table["analysis_result_id"]))
     table = table.filter(pc.is_in(table["Modality"], value_set=_pa_strings(RADIOLOGY)))
-    wanted = {c.lower().replace("-", "_") for c in collections} if collections else None
+    if collections:
+        wanted = [c.lower().replace("-", "_") for c in collections]
+        table = table.filter(pc.is_in(table["collection_id"], value_set=_pa_strings(wanted)))
     per_collection: dict[str, int] = {}
     size = max(8, 512 // max(1, scale))
     for row in table.to_pylist():
         cid = row["collection_id"]
-        if wanted is not None and cid not in wanted:
-            continue
         if max_series is not None and per_collection.get(cid, 0) >= max_series:
             continue
         per_collection[cid] = per_collection.get(cid, 0) + 1
