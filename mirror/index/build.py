@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mirror.errors import UsageError
 from mirror.index.publish import (
     Pointer,
     collect_garbage,
@@ -76,6 +77,8 @@ def build_index(
     :func:`withdrawn_series`). The pointer moves only after every file of the new snapshot
     is written; then all but ``keep`` snapshots go.
     """
+    if keep < 1:
+        raise UsageError("keep must be at least 1")
     run = _Runner(client, store)
     previous = None if full else read_pointer(store)
     if previous is not None and previous.schema_version != SCHEMA_VERSION:
@@ -83,6 +86,37 @@ def build_index(
                  previous.schema_version, SCHEMA_VERSION)
         previous = None
     snapshot_id = new_snapshot_id(now)
+    plan = _plan(run, store, previous, exclude)
+    files = _carry(run, previous, snapshot_id, _stale_paths(plan.old, plan.stale))
+    log.info("index build %s: %d series, %d to extract, %d stale",
+             snapshot_id, len(plan.sidecars), len(plan.todo), len(plan.stale))
+    results = run.map(extract_batch, [(snapshot_id, cid, batch)
+                                      for cid, batch in _batches(plan.todo, batch_files)])
+    for table, key, rows in (f for r in results for f in r.files):
+        files[table].append((key, rows))
+    series = _merge_series(plan.old, plan.stale, results)
+    _write_collections(store, snapshot_id, series, files)
+    pointer = _pointer(snapshot_id, files, now)
+    publish(store, pointer)
+    deleted = collect_garbage(store, keep, snapshot_id)
+    return BuildReport(snapshot_id, series.num_rows, len(plan.todo),
+                       series.num_rows - len(plan.todo),
+                       len([u for u in plan.stale if u not in plan.sidecars]),
+                       pointer.rows.get("instances", 0), pointer.rows.get("errors", 0),
+                       tuple(deleted))
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    sidecars: dict[str, SeriesSidecar]  # committed series to index, by UID
+    old: pa.Table  # the previous snapshot's series table
+    todo: list[SeriesSidecar]  # new or changed: headers to read
+    stale: set[str]  # previous rows that must not be carried (changed or gone)
+
+
+def _plan(
+    run: _Runner, store: Store, previous: Pointer | None, exclude: Collection[str]
+) -> _Plan:
     sidecars = {s.series_uid: s
                 for chunk in run.map(read_sidecars, _chunks(find_sidecars(store), 200))
                 for s in chunk if s.series_uid not in exclude}
@@ -91,22 +125,7 @@ def build_index(
     todo = [s for s in sidecars.values() if _key_of(s) != old_keys.get(s.series_uid)]
     changed = {s.series_uid for s in todo}
     stale = {uid for uid in old_keys if uid not in sidecars or uid in changed}
-    files = _carry(run, previous, snapshot_id, _stale_paths(old, stale))
-    log.info("index build %s: %d series, %d to extract, %d stale",
-             snapshot_id, len(sidecars), len(todo), len(stale))
-    results = run.map(extract_batch, [(snapshot_id, cid, batch)
-                                      for cid, batch in _batches(todo, batch_files)])
-    for table, key, rows in (f for r in results for f in r.files):
-        files[table].append((key, rows))
-    series = _merge_series(old, stale, results)
-    _write_collections(store, snapshot_id, series, files)
-    pointer = _pointer(snapshot_id, files, now)
-    publish(store, pointer)
-    deleted = collect_garbage(store, keep, snapshot_id)
-    return BuildReport(snapshot_id, series.num_rows, len(todo), series.num_rows - len(todo),
-                       len([u for u in stale if u not in sidecars]),
-                       pointer.rows.get("instances", 0), pointer.rows.get("errors", 0),
-                       tuple(deleted))
+    return _Plan(sidecars, old, todo, stale)
 
 
 def withdrawn_series(dest: str, state_dir: str | None = None) -> frozenset[str]:
