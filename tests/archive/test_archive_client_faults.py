@@ -251,3 +251,13 @@ def test_malformed_json_is_a_protocol_error(
     monkeypatch.setitem(ENDPOINTS, "getCollectionValues", broken)
     with pytest.raises(ArchiveProtocolError):
         make_client(archive_server.base_url).collections()
+
+
+def test_hostile_entry_name_is_served_as_is(archive: NbiaArchive, sim: SimArchive) -> None:
+    # The simulator can play a hostile archive; the sync task must reject such entries.
+    sim.faults = FaultConfig(hostile_name_next=1)
+    uid = sim.series_uids()[0]
+    zf = _fetch(archive, uid)
+    assert zf.namelist()[1] == "../../escaped.dcm"
+    assert "../../escaped.dcm," in zf.read("md5hashes.csv").decode()
+    assert _fetch(archive, uid).namelist()[1] == "1-1.dcm"  # one-shot

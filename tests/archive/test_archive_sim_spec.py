@@ -277,3 +277,36 @@ def test_series_metadata_post_is_quoted_csv(http: httpx.Client, sim: SimArchive)
     assert lines[0].startswith('"PatientID","PatientName","PatientSex"')
     assert lines[0].endswith('"ThirdPartyAnalysis","Authorized"') and len(lines) == 3
     assert http.post("getSeriesMetadata", data={}).status_code == 400
+
+
+def test_single_image_and_its_md5(http: httpx.Client, sim: SimArchive) -> None:
+    uid = sim.series_uids()[0]
+    sop = http.get("getSOPInstanceUIDs", params={"SeriesInstanceUID": uid}).json()[0][
+        "SOPInstanceUID"
+    ]
+    one = http.get("getSingleImage", params={"SeriesInstanceUID": uid, "SOPInstanceUID": sop})
+    assert one.headers["content-type"] == "application/dicom"
+    assert pydicom.dcmread(io.BytesIO(one.content)).SOPInstanceUID == sop
+    stored = http.get("getMD5HashForImage", params={"SOPInstanceUID": sop}).text
+    assert stored.zfill(32) == hashlib.md5(one.content).hexdigest()
+    missing = http.get("getSingleImage", params={"SeriesInstanceUID": uid, "SOPInstanceUID": "1.2"})
+    assert missing.status_code == 500
+
+
+def test_new_patients_and_studies_since(http: httpx.Client, sim: SimArchive) -> None:
+    sim.today = date(2025, 2, 1)
+    sim.add_series("Sim-Lung", patient_id="SL-NEW", n_instances=2)
+    params = {"Collection": "sim-lung", "fromDate": "02-01-2025"}
+    patients = http.get("NewPatientsInCollection", params=params).json()
+    assert [p["PatientId"] for p in patients] == ["SL-NEW"]
+    studies = http.get("NewStudiesInPatientCollection", params=params).json()
+    assert [s["PatientID"] for s in studies] == ["SL-NEW"] and studies[0]["SeriesCount"] == 1
+
+
+def test_stored_zips_at_level_zero(archive_server: SimServer, sim: SimArchive) -> None:
+    sim.compresslevel = 0
+    uid = sim.series_uids()[0]
+    resp = httpx.get(archive_server.base_url + "getImage", params={"SeriesInstanceUID": uid})
+    zf = _zip(resp)
+    assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_STORED}
+    assert zf.testzip() is None

@@ -269,6 +269,7 @@ class ZipPlan:
     new_names: bool
     md5: bool
     skip: frozenset[int] = frozenset()
+    hostile_name: str | None = None  # fault: the first image gets this entry name
 
 
 def zip_entries(sim: SimArchive, plan: ZipPlan) -> list[EntrySource]:
@@ -283,6 +284,8 @@ def zip_entries(sim: SimArchive, plan: ZipPlan) -> list[EntrySource]:
         if index in plan.skip:
             continue
         name = names.get(index) or f"{len(served) + 1:08d}.dcm"
+        if plan.hostile_name and not served:
+            name = plan.hostile_name
         served.append((name, index))
         entries.append((name, _producer(sim, s.uid, index)))
     if plan.md5:

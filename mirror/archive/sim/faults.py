@@ -23,6 +23,7 @@ COUNTERS = (
     "short_next",
     "license_only_next",
     "withdraw_next",
+    "hostile_name_next",
 )
 
 
@@ -44,6 +45,8 @@ class FaultConfig:
     short_missing: int = 1
     license_only_next: int = 0  # the next N downloads hold only LICENSE
     withdraw_next: int = 0  # the next N downloads find their series withdrawn first
+    hostile_name_next: int = 0  # the next N zips name their first image `hostile_name`
+    hostile_name: str = "../../escaped.dcm"
     wrong_md5: frozenset[tuple[str, int]] = frozenset()  # (series, index): csv value != bytes
     series: frozenset[str] = frozenset()  # restrict download faults to these series
     token_ttl: float | None = None  # tokens expire after T seconds (default: 3600)

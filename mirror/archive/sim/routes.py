@@ -202,21 +202,28 @@ def _early_fault(sim: SimArchive, uid: str) -> Reply | None:
 
 
 def _plan(sim: SimArchive, name: str, uid: str, params: Params) -> ZipPlan:
-    series = sim.get_series(uid)
-    assert series is not None
-    count = len(series.instances)
-    skip: frozenset[int] = frozenset()
     state = sim.fault_state
-    if state.targets(uid) and state.take("license_only_next"):
-        skip = frozenset(range(count))
-    elif state.targets(uid) and state.take("short_next"):
-        skip = frozenset(range(max(0, count - sim.faults.short_missing), count))
+    targeted = state.targets(uid)
+    skip = _skipped(sim, uid) if targeted else frozenset()
+    hostile = sim.faults.hostile_name if targeted and state.take("hostile_name_next") else None
     if name == "getImageWithMD5Hash":
-        return ZipPlan(uid, license=False, new_names=False, md5=True, skip=skip)
+        return ZipPlan(uid, False, new_names=False, md5=True, skip=skip, hostile_name=hostile)
     return ZipPlan(
         uid,
         license=True,
         new_names=api.is_yes(params.get("NewFileNames")),
         md5=api.is_yes(params.get("IncludeMD5")),
         skip=skip,
+        hostile_name=hostile,
     )
+
+
+def _skipped(sim: SimArchive, uid: str) -> frozenset[int]:
+    """Images a short or LICENSE-only fault leaves out (the server's FileNotFound path)."""
+    series = sim.get_series(uid)
+    count = len(series.instances) if series else 0
+    if sim.fault_state.take("license_only_next"):
+        return frozenset(range(count))
+    if sim.fault_state.take("short_next"):
+        return frozenset(range(max(0, count - sim.faults.short_missing), count))
+    return frozenset()
