@@ -14,7 +14,7 @@ from mirror.sync.verify_zip import check_entry, parse_md5_csv
 NAME_PIECES = st.sampled_from(["a", "0001", ".dcm", "..", "/", "\\", "C:", "-", "_", ".", "\x00", "é", " "])
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(NAME_PIECES, min_size=1, max_size=6).map("".join) | st.text(min_size=1, max_size=30))
 def test_entry_names_that_pass_are_plain_file_names(name: str) -> None:
     info = zipfile.ZipInfo(name)  # zipfile itself strips NULs and maps os.sep
