@@ -261,3 +261,12 @@ def test_hostile_entry_name_is_served_as_is(archive: NbiaArchive, sim: SimArchiv
     assert zf.namelist()[1] == "../../escaped.dcm"
     assert "../../escaped.dcm," in zf.read("md5hashes.csv").decode()
     assert _fetch(archive, uid).namelist()[1] == "1-1.dcm"  # one-shot
+
+
+def test_listing_latency_grows_with_rows(archive: NbiaArchive, sim: SimArchive) -> None:
+    waits: list[float] = []
+    sim.sleep = waits.append
+    sim.faults = FaultConfig(row_latency=0.5)
+    archive.series("Sim-Lung")
+    archive.series()
+    assert waits == [0.5 * len(sim.series_uids("Sim-Lung")), 0.5 * len(sim.series_uids())]

@@ -33,6 +33,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     stream: Stream | None = None
     truncate_after: int | None = None  # fault: cut the connection after this many bytes
+    rows: int = 0  # result rows (drives the per-row latency fault)
 
 
 def text(status: int, message: str, content_type: str = "text/plain") -> Reply:
@@ -60,9 +61,9 @@ def _rows_reply(data: list[dict[str, Any]], params: Params, key: str) -> Reply:
     if not data:
         return Reply(200, b"")
     if fmt == "json":
-        return Reply(200, json.dumps(data).encode())
+        return Reply(200, json.dumps(data).encode(), rows=len(data))
     if fmt in ("csv", "csvquoted"):
-        return Reply(200, _quoted_csv(data).encode(), "text/csv")
+        return Reply(200, _quoted_csv(data).encode(), "text/csv", rows=len(data))
     return text(500, SERVER_ERROR)
 
 

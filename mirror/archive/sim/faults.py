@@ -51,6 +51,7 @@ class FaultConfig:
     series: frozenset[str] = frozenset()  # restrict download faults to these series
     token_ttl: float | None = None  # tokens expire after T seconds (default: 3600)
     latency: float = 0.0  # seconds added to every request (through the injected sleep)
+    row_latency: float = 0.0  # seconds per result row of a listing (slow big getSeries)
     bandwidth: int | None = None  # bytes per second per response (token bucket)
     max_connections: int | None = None  # concurrent requests beyond this get over_limit_status
     over_limit_status: int = 429

@@ -130,7 +130,12 @@ class _Handler(BaseHTTPRequestHandler):
         if endpoint.handler is None:
             return routes.download(sim, name, params)
         fault = routes.metadata_fault(sim)
-        return fault if fault is not None else endpoint.handler(sim, params)
+        if fault is not None:
+            return fault
+        reply = endpoint.handler(sim, params)
+        if sim.faults.row_latency > 0 and reply.rows:
+            sim.sleep(sim.faults.row_latency * reply.rows)
+        return reply
 
     def _send(self, reply: Reply) -> None:
         self.send_response(reply.status)
