@@ -213,11 +213,20 @@ class Transport:
                 "GET", url, params=params, headers=self._auth_headers()
             ) as resp:
                 if resp.status_code != 200:
-                    body = resp.read().decode("utf-8", "replace")
-                    raise error_for(resp, body)
+                    raise error_for(resp, _head(resp))
                 yield resp
         except httpx.HTTPError as exc:
             raise transport_error(exc, f"GET {endpoint}") from exc
+
+
+def _head(resp: httpx.Response, limit: int = 64 * 1024) -> str:
+    """The start of an error body: enough for the message, bounded whatever the server sends."""
+    data = bytearray()
+    for chunk in resp.iter_bytes(8192):
+        data += chunk
+        if len(data) >= limit:
+            break
+    return bytes(data[:limit]).decode("utf-8", "replace")
 
 
 def _retryable(exc: BaseException) -> bool:
