@@ -156,7 +156,7 @@ def read_header(fileobj: Any) -> Any:
     return pydicom.dcmread(fileobj, stop_before_pixels=True)
 
 
-def _check_identity(values: Row, sidecar: SeriesSidecar) -> None:
+def _check_identity(values: Row) -> None:
     # pydicom stops quietly at the end of a truncated file; a header without the
     # instance's own UID is not a usable record.
     if not values.get("SOPInstanceUID"):
@@ -181,7 +181,7 @@ def instance_rows(store: Store, sidecar: SeriesSidecar) -> tuple[list[Row], list
         try:
             with store.open_read(path) as fh:
                 values, problems = header_values(read_header(fh))
-            _check_identity(values, sidecar)
+            _check_identity(values)
         except Exception as exc:  # an unreadable file is recorded, not fatal
             reason = f"{type(exc).__name__}: {exc}"[:500]
             log.warning("cannot read header of %s: %s", path, reason)

@@ -257,3 +257,19 @@ def test_corrupt_sidecar_is_skipped(store, tree):
 def test_sidecar_roundtrip_helper_is_consistent(tree):
     for sidecar in tree.values():
         assert SeriesSidecar.from_json(sidecar.to_json()) == sidecar
+
+
+def test_header_contradicting_the_sidecar_is_flagged(store, tree):
+    spec = make_spec("TCGA-LUAD", "TCGA-MIX", 1, slices=1)
+    other = make_spec("TCGA-LUAD", "TCGA-MIX", 2, slices=1)
+    commit_series(store, spec, [slice_bytes(spec, 0), slice_bytes(other, 1)])
+    build_index(store)
+    errors = _rows(store, f"SELECT element, reason FROM errors WHERE SeriesInstanceUID = "
+                          f"'{spec.series_uid}'")
+    assert [e["element"] for e in errors] == ["SeriesInstanceUID"]
+    assert other.series_uid in errors[0]["reason"]
+    # the row keeps what the header says (the index reports, it does not rewrite)
+    rows = _rows(store, f"SELECT SeriesInstanceUID FROM instances WHERE file_path LIKE "
+                        f"'%{spec.series_uid}/%'")
+    assert sorted(r["SeriesInstanceUID"] for r in rows) == sorted([spec.series_uid,
+                                                                 other.series_uid])
