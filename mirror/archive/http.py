@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 Sleep = Callable[[float], None]
 HeaderSource = Callable[[httpx.Client], dict[str, str]]
 MAX_RETRY_AFTER = 600.0
+IDENTITY = {"Accept-Encoding": "identity"}
 
 
 class InvalidParameter(ArchiveProtocolError):
@@ -210,7 +211,11 @@ class Transport:
         url = self.base_url + endpoint
         try:
             with self.client.stream(
-                "GET", url, params=params, headers=self._auth_headers()
+                # identity: the bytes we hash are the ZIP itself, never a gzip of it.
+                "GET",
+                url,
+                params=params,
+                headers={**IDENTITY, **self._auth_headers()},
             ) as resp:
                 if resp.status_code != 200:
                     raise error_for(resp, _head(resp))
