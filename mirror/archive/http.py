@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import random
 import threading
 import time
@@ -132,6 +133,7 @@ class Transport:
         self.sleep = sleep
         self.headers = headers
         self._client: httpx.Client | None = None
+        self._pid = os.getpid()
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -147,6 +149,9 @@ class Transport:
     @property
     def client(self) -> httpx.Client:
         with self._lock:
+            if self._pid != os.getpid():
+                # A forked child must not share the parent's sockets: start a fresh pool.
+                self._client, self._pid = None, os.getpid()
             if self._client is None:
                 self._client = httpx.Client(
                     timeout=httpx.Timeout(

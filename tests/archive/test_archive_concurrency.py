@@ -50,3 +50,24 @@ def test_client_pickles_into_another_process(archive: NbiaArchive, sim: SimArchi
 
 def test_archive_server_fixture_is_loopback(archive_server: SimServer) -> None:
     assert archive_server.host == "127.0.0.1" and archive_server.port > 0
+
+
+_INHERITED: list[NbiaArchive] = []
+
+
+def _use_inherited() -> int:
+    # Runs in a forked child: the archive object (and its open pool) came with the fork.
+    return len(_INHERITED[0].series())
+
+
+@pytest.mark.slow
+def test_forked_child_opens_its_own_pool(archive: NbiaArchive, sim: SimArchive) -> None:
+    archive.collections()  # the parent's pool has live sockets now
+    _INHERITED[:] = [archive]
+    try:
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+            assert pool.submit(_use_inherited).result(timeout=120) == len(sim.series_uids())
+    finally:
+        _INHERITED.clear()
+    assert archive.collections()  # the parent's pool still works
