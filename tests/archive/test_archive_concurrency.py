@@ -55,9 +55,12 @@ def test_archive_server_fixture_is_loopback(archive_server: SimServer) -> None:
 _INHERITED: list[NbiaArchive] = []
 
 
-def _use_inherited() -> int:
+def _use_inherited() -> tuple[int, bool]:
     # Runs in a forked child: the archive object (and its open pool) came with the fork.
-    return len(_INHERITED[0].series())
+    archive = _INHERITED[0]
+    inherited_pool = archive._http._client
+    count = len(archive.series())
+    return count, archive._http._client is not inherited_pool
 
 
 @pytest.mark.slow
@@ -67,7 +70,8 @@ def test_forked_child_opens_its_own_pool(archive: NbiaArchive, sim: SimArchive) 
     try:
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-            assert pool.submit(_use_inherited).result(timeout=120) == len(sim.series_uids())
+            count, fresh_pool = pool.submit(_use_inherited).result(timeout=120)
     finally:
         _INHERITED.clear()
+    assert count == len(sim.series_uids()) and fresh_pool
     assert archive.collections()  # the parent's pool still works
