@@ -30,11 +30,6 @@ class TaskLike(Protocol):
     def record(self) -> SeriesRecord: ...
 
 
-class ResultLike(Protocol):
-    @property
-    def series_uid(self) -> str: ...
-
-
 @dataclass(frozen=True, slots=True)
 class WorkUnit:
     """One Dask task: a single series, or a batch of tiny ones (per-task overhead ~1 ms)."""

@@ -172,12 +172,6 @@ class Ledger:
         row = self._conn.execute("SELECT coalesce(sum(bytes), 0) FROM series WHERE state='present'")
         return int(row.fetchone()[0])
 
-    def error_message(self, series_uid: str) -> str:
-        row = self._conn.execute(
-            "SELECT last_error FROM series WHERE series_uid = ?", (series_uid,)
-        ).fetchone()
-        return str(row[0]) if row else ""
-
     def watermarks(self) -> dict[str, date | None]:
         rows = self._conn.execute("SELECT name, watermark FROM collections")
         return {name: date.fromisoformat(wm) if wm else None for name, wm in rows}

@@ -1,7 +1,9 @@
-"""Library entry points the CLI calls: ``sync``, ``status``, ``verify``, ``rebuild_ledger``.
+"""Library entry points the CLI calls: ``sync``, ``status``, ``verify``, ``rebuild_ledger``,
+``demo``.
 
 Each takes frozen configuration, does the work, and returns a small report object; the CLI
-turns that into text and an exit code. ``demo`` lives in :mod:`mirror.sync.demo`.
+turns that into text and an exit code. ``sync`` lives here; the read-back operations live in
+:mod:`mirror.sync.ops` and the demo in :mod:`mirror.sync.demo` (re-exported below).
 """
 
 from __future__ import annotations
@@ -21,10 +23,31 @@ from mirror.archive.port import Archive
 from mirror.config import SyncConfig
 from mirror.errors import StoreError
 from mirror.storage.port import Store
+from mirror.sync.demo import DemoResult, demo
 from mirror.sync.ledger import Ledger
 from mirror.sync.lock import RunLock
+from mirror.sync.ops import (
+    RebuildReport,
+    StatusReport,
+    VerifyReport,
+    rebuild_ledger,
+    status,
+    verify,
+)
 from mirror.sync.report import RunSummary, write_metrics, write_summary
 from mirror.sync.run import ProgressFn, RunContext, SyncRun
+
+__all__ = [
+    "DemoResult",
+    "RebuildReport",
+    "StatusReport",
+    "VerifyReport",
+    "demo",
+    "rebuild_ledger",
+    "status",
+    "sync",
+    "verify",
+]
 
 log = logging.getLogger(__name__)
 
