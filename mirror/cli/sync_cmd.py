@@ -22,7 +22,7 @@ from mirror.config import (
     scheduler_from_env,
     store_options_from_env,
 )
-from mirror.errors import EXIT_VERIFY
+from mirror.errors import EXIT_OK, EXIT_PARTIAL, EXIT_VERIFY
 from mirror.layout import DEFAULT_TEMPLATE
 from mirror.sync.plan import DEFAULT_MAX_DELETE, MaxDelete
 from mirror.sync.report import RunSummary
@@ -121,6 +121,12 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
         Path | None,
         typer.Option("--changed-files", help="Write the series folders this run changed."),
     ] = None,
+    build_index: Annotated[
+        bool, typer.Option("--index", help="Then build the Parquet index (mirror index build).")
+    ] = False,
+    convert: Annotated[
+        bool, typer.Option("--convert", help="Then convert changed series to OME-Zarr.")
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
     """Incrementally mirror collections into DEST; exit codes are documented in the README."""
@@ -162,7 +168,47 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
 
     summary = run(call)
     _print_summary(summary, as_json)
-    raise typer.Exit(summary.exit_code)
+    code = summary.exit_code
+    if not dry_run and code in (EXIT_OK, EXIT_PARTIAL):
+        cluster = (scheduler_from_env(scheduler), 0 if threads_only else workers)
+        code = _follow_up(dest, state_dir, cluster, build_index, convert, code)
+    raise typer.Exit(code)
+
+
+def _follow_up(  # noqa: PLR0917 - the follow-up flags of one run
+    dest: str,
+    state_dir: str | None,
+    cluster: tuple[str | None, int],
+    build_index: bool,
+    convert: bool,
+    code: int,
+) -> int:
+    """Convert, then index, what the run committed (also after a partial run).
+
+    Conversion runs first so the index's ``volumes`` table includes this run's volumes.
+
+    Each step keeps its own exit code; the run reports the worst of them.
+    """
+    from mirror.cli import convert_cmd, index_cmd
+
+    scheduler, workers = cluster
+    steps: list[Callable[[], None]] = []
+    if convert:
+        steps.append(lambda: convert_cmd.convert_command(dest=dest, scheduler=scheduler,
+                                                         workers=workers))
+    if build_index:
+        steps.append(
+            lambda: index_cmd.build(
+                dest=dest, scheduler=scheduler, workers=workers, full=False, keep=3,
+                state_dir=state_dir,
+            )
+        )  # fmt: skip
+    for step in steps:
+        try:
+            step()
+        except typer.Exit as stop:
+            code = max(code, stop.exit_code)
+    return code
 
 
 def status_command(dest: Dest, state_dir: StateDir = None, as_json: AsJson = False) -> None:

@@ -131,3 +131,18 @@ def test_demo_runs_offline(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     assert "Sim-Lung" in out.stdout and "mirror status --dest" in out.stdout
     assert len(list((tmp_path / "d").rglob("_series.json"))) == 6
+
+
+def test_sync_then_convert_and_index_in_one_run(cli, sim: SimArchive, dest: Path) -> None:  # type: ignore[no-untyped-def]
+    out = cli("sync", "--index", "--convert")
+    assert out.exit_code == 0, out.output
+    from mirror.index.views import query
+
+    series = query(str(dest), "select SeriesInstanceUID, instanceCount from series").to_pylist()
+    assert {r["SeriesInstanceUID"] for r in series} == set(sim.series_uids())
+    volumes = query(str(dest), "select distinct SeriesInstanceUID from volumes").to_pylist()
+    # every image series of the tiny preset became a volume the same run indexed
+    assert {r["SeriesInstanceUID"] for r in volumes} == set(sim.series_uids())
+    again = cli("sync", "--index", "--convert")
+    assert again.exit_code == 0, again.output
+    assert "0 converted" in again.output
