@@ -116,6 +116,12 @@ def timed_child(cmd: list[str]) -> tuple[float, float, str]:
     return elapsed, rss_kb / 1024, proc.stdout.decode()
 
 
+API = """
+import sys
+from mirror.index import query
+import pyarrow.csv as pcsv
+pcsv.write_csv(query(sys.argv[2], sys.argv[1]), "/dev/null")
+"""
 RAW = """
 import sys, duckdb, pyarrow.csv as pcsv
 t = duckdb.sql(sys.argv[1]).to_arrow_table()
@@ -153,7 +159,7 @@ def main() -> None:
            "hive_partitioning = true)"
     mirror_exe = shutil.which("mirror") or "mirror"
     samples: dict[str, dict[str, list[list[float]]]] = {
-        k: {"mirror": [], "raw": [], "idc": []} for k in sqls}
+        k: {"mirror": [], "api": [], "raw": [], "idc": []} for k in sqls}
     idc_init: list[float] = []
     idc_rss: list[float] = []
     rows: dict[str, dict[str, int]] = {k: {} for k in sqls}
@@ -161,8 +167,10 @@ def main() -> None:
         for name, sql in sqls.items():
             m = timed_child([mirror_exe, "-q", "query", sql.format(t="series"), "--dest",
                              str(dest), "--format", "csv", "--out", "/dev/null"])
+            a = timed_child([sys.executable, "-c", API, sql.format(t="series"), str(dest)])
             r = timed_child([sys.executable, "-c", RAW, sql.format(t=glob)])
             samples[name]["mirror"].append([m[0], m[1]])
+            samples[name]["api"].append([a[0], a[1]])
             samples[name]["raw"].append([r[0], r[1]])
         if not args.no_idc:
             idc_sql = {k: v.format(t="index") for k, v in sqls.items()}
@@ -173,7 +181,21 @@ def main() -> None:
             for name, (q_s, n) in result["queries"].items():
                 samples[name]["idc"].append([result["init"] + q_s, rss, q_s])
                 rows[name]["idc"] = n
+    if args.no_idc:
+        idc_init, idc_rss = carry_idc(samples, rows)
     report(samples, idc_init, idc_rss, rows, write_s, args, snapshot)
+
+
+def carry_idc(samples, rows) -> tuple[list[float], list[float]]:
+    """Reuse the idc-index samples of the previous result file (they take ~15 min to take)."""
+    path = _common.RESULTS / "index_query.json"
+    if not path.exists():
+        return [], []
+    old = json.loads(path.read_text())
+    for name, per in samples.items():
+        per["idc"] = old.get("samples", {}).get(name, {}).get("idc", [])
+        rows[name] = old.get("idc_rows", {}).get(name, {})
+    return old.get("idc_init_s", []), old.get("idc_rss_mb", [])
 
 
 def _med(values: list[list[float]], i: int) -> float:
@@ -184,6 +206,7 @@ def report(samples, idc_init, idc_rss, rows, write_s, args, snapshot) -> None:
     summary = {}
     for name, per in samples.items():
         entry = {"mirror_s": _med(per["mirror"], 0), "mirror_rss_mb": _med(per["mirror"], 1),
+                 "mirror_api_s": _med(per["api"], 0), "mirror_api_rss_mb": _med(per["api"], 1),
                  "raw_duckdb_s": _med(per["raw"], 0), "raw_rss_mb": _med(per["raw"], 1)}
         if per["idc"]:
             entry |= {"idc_cold_s": _med(per["idc"], 0), "idc_query_only_s": _med(per["idc"], 2),
@@ -194,18 +217,21 @@ def report(samples, idc_init, idc_rss, rows, write_s, args, snapshot) -> None:
                      "catalog": str(CATALOG), "loadavg_at_end": os.getloadavg()},
         "index_write_s": write_s, "idc_init_s": idc_init, "idc_rss_mb": idc_rss,
         "samples": samples, "median": summary, "idc_rows": rows,
-        "note": "2-core VM shared with other engineers' jobs; cold = new process per query",
+        "note": "2-core VM shared with other engineers' jobs; cold = new process per query"
+                + ("; idc samples carried from the previous run" if args.no_idc else ""),
     })
     m = _common.median([v["mirror_s"] for v in summary.values()])
+    api = _common.median([v["mirror_api_s"] for v in summary.values()])
     raw = _common.median([v["raw_duckdb_s"] for v in summary.values()])
     rss = max(v["mirror_rss_mb"] for v in summary.values())
     idc = _common.median([v.get("idc_cold_s", float("nan")) for v in summary.values()])
     idc_q = _common.median([v.get("idc_query_only_s", float("nan")) for v in summary.values()])
     _common.update_row("index_query", "cohort SQL, 1.04M series, cold process (s, median of "
                        f"{len(summary)} queries)", [
-        f"{m:.2f} s, peak {rss:.0f} MB RSS", f"{raw:.2f} s (raw DuckDB, same Parquet)",
+        f"{m:.2f} s CLI / {api:.2f} s Python API, peak {rss:.0f} MB RSS",
+        f"{raw:.2f} s (raw DuckDB, same Parquet)",
         f"{idc:.1f} s cold / {idc_q:.1f} s per query (idc-index 0.13.4)",
-        f"{m / raw:.2f}x raw; {idc / m:.0f}x faster than idc-index cold",
+        f"CLI {m / raw:.2f}x / API {api / raw:.2f}x raw; {idc / m:.0f}x faster than idc-index",
     ])
     for name, v in summary.items():
         print(f"{name}: {json.dumps(v)}")

@@ -8,6 +8,7 @@ everything else is carried forward from the previous snapshot's files.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -243,17 +244,25 @@ def _write_collections(
     store: Store, snapshot_id: str, series: pa.Table, files: dict[str, list[tuple[str, int]]]
 ) -> None:
     """Write the series table and the tables derived from it, one file per collection."""
-    import pyarrow.compute as pc
-
     series = series.sort_by([("collection_id", "ascending"), ("PatientID", "ascending"),
                              ("SeriesInstanceUID", "ascending")])
-    tables = {"series": series, **derive(series), "volumes": volumes_table(store, series)}
-    for cid in sorted(set(series.column("collection_id").to_pylist())):
-        for table, data in tables.items():
-            part = data.filter(pc.equal(data.column("collection_id"), cid))
+    volumes = volumes_table(store, series).sort_by("collection_id")
+    for table, data in {"series": series, **derive(series), "volumes": volumes}.items():
+        for cid, start, length in _runs(data.column("collection_id").to_pylist()):
             key = part_key(snapshot_id, table, cid, "part-0")
-            write_part(store, key, part, table)
-            files[table].append((key, part.num_rows))
+            write_part(store, key, data.slice(start, length), table)
+            files[table].append((key, length))
+
+
+def _runs(values: list[str]) -> list[tuple[str, int, int]]:
+    """``(value, start, length)`` of each run of equal values in a sorted column."""
+    out: list[tuple[str, int, int]] = []
+    start = 0
+    for value, group in itertools.groupby(values):
+        length = sum(1 for _ in group)
+        out.append((value, start, length))
+        start += length
+    return out
 
 
 def _pointer(
