@@ -219,8 +219,16 @@ def start_scheduler(procs: Procs, tmp: Path) -> str:
             str(sched_file),
         ],
     )
-    wait_until(sched_file.exists, 120, "scheduler")
-    return str(json.loads(sched_file.read_text())["address"])
+    # The scheduler writes its file in place, not atomically: wait until it parses.
+    wait_until(lambda: _scheduler_address(sched_file) is not None, 120, "scheduler")
+    return str(_scheduler_address(sched_file))
+
+
+def _scheduler_address(sched_file: Path) -> str | None:
+    try:
+        return str(json.loads(sched_file.read_text())["address"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def start_worker(procs: Procs, scheduler: str, ip: str, name: str, env: dict[str, str]) -> Any:
