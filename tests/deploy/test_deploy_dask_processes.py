@@ -58,11 +58,18 @@ def shim_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def wait_for(path: Path, timeout: float) -> None:
+    """Wait until the scheduler file exists and parses (dask writes it in place)."""
+    import json
+
     deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} did not appear in {timeout}s")
-        time.sleep(0.1)
+    while True:
+        try:
+            json.loads(path.read_text())["address"]
+            return
+        except (OSError, ValueError, KeyError):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{path} did not appear in {timeout}s") from None
+            time.sleep(0.1)
 
 
 @pytest.fixture

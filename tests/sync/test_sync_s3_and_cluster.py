@@ -112,10 +112,13 @@ def real_cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[by
     procs = [_spawn(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
                      "--scheduler-file", str(sched_file)], tmp_path / "sched.log")]
     deadline = time.monotonic() + 60
-    while not sched_file.exists():
-        assert time.monotonic() < deadline, (tmp_path / "sched.log").read_text()
-        time.sleep(0.05)
-    address = json.loads(sched_file.read_text())["address"]
+    address = None
+    while address is None:  # the scheduler writes its file in place: wait until it parses
+        try:
+            address = json.loads(sched_file.read_text())["address"]
+        except (OSError, ValueError, KeyError):
+            assert time.monotonic() < deadline, (tmp_path / "sched.log").read_text()
+            time.sleep(0.05)
     workers = [
         _spawn(["worker", address, "--host", "127.0.0.1", "--nthreads", "2", "--no-nanny",
                 "--no-dashboard", "--resources", "tcia_http=2", "--name", f"w{i}"],
