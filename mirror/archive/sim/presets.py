@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,7 +11,24 @@ from typing import Any
 from mirror.archive.sim.model import SimArchive
 from mirror.errors import UsageError
 
-TCGA_CATALOG = Path("/work/shared/data/tcga_catalog.parquet")
+
+def _find_catalog(name: str) -> Path:
+    """The IDC series catalogue: ``$MIRROR_CATALOG_DIR``, else ``shared/data`` beside the
+    checkout (where CI and developers have it), else the workplace's fixed path.
+
+    Resolved once at import; the file is only read when the ``tcga`` preset is built.
+    """
+
+
+    candidates = [
+        Path(os.environ.get("MIRROR_CATALOG_DIR", "/nonexistent")) / name,
+        Path(__file__).resolve().parents[4] / "shared" / "data" / name,
+        Path("/work/shared/data") / name,
+    ]
+    return next((c for c in candidates if c.exists()), candidates[-1])
+
+
+TCGA_CATALOG = _find_catalog("tcga_catalog.parquet")
 RADIOLOGY = ("CT", "MR", "PT", "CR", "DX", "MG", "NM", "OT")
 
 # (collection, patient, modality, instances, size, extra add_series kwargs)
