@@ -19,7 +19,6 @@ def _find_catalog(name: str) -> Path:
     Resolved once at import; the file is only read when the ``tcga`` preset is built.
     """
 
-
     candidates = [
         Path(os.environ.get("MIRROR_CATALOG_DIR", "/nonexistent")) / name,
         Path(__file__).resolve().parents[4] / "shared" / "data" / name,
