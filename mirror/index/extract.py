@@ -108,18 +108,15 @@ _PLAIN_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI",
                         "US", "SS", "UL", "SL", "FL", "FD"})
 
 
-def _element_value(ds: Any, tag: int) -> Any:
+def _element_value(ds: Any, tag: int, raw_type: Any, convert_value: Any) -> Any:
     """pydicom's value of ``tag``, skipping the DataElement machinery when it is safe.
 
     ``Dataset.__getitem__`` builds a DataElement through hooks and validation for each
     access, which costs more than parsing the header; ``pydicom.values.convert_value`` on
     the still-raw element gives the same value (the tests compare against ``ds[tag]``).
     """
-    from pydicom.dataelem import RawDataElement
-    from pydicom.values import convert_value
-
     raw = ds._dict.get(tag)
-    if isinstance(raw, RawDataElement) and raw.VR in _PLAIN_VRS and raw.value is not None:
+    if isinstance(raw, raw_type) and raw.VR in _PLAIN_VRS and raw.value is not None:
         return convert_value(raw.VR, raw)
     return ds[tag].value
 
@@ -134,6 +131,9 @@ def _store(row: Row, problems: list[tuple[str, str]], element: Element, read: An
 
 def header_values(ds: Any) -> tuple[Row, list[tuple[str, str]]]:
     """Every :data:`ELEMENTS` value of a dataset, plus (keyword, reason) for bad ones."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.values import convert_value
+
     row: Row = dict.fromkeys((e.keyword for e in ELEMENTS), None)
     problems: list[tuple[str, str]] = []
     present = set(ds.keys())
@@ -141,7 +141,8 @@ def header_values(ds: Any) -> tuple[Row, list[tuple[str, str]]]:
     # dictionary walk per name, and most of the ~110 names are absent from any one file.
     for tag, element in _tags():
         if tag in present:
-            _store(row, problems, element, partial(_element_value, ds, tag))
+            read = partial(_element_value, ds, tag, RawDataElement, convert_value)
+            _store(row, problems, element, read)
     _sequence_values(ds, row, problems)
     meta = getattr(ds, "file_meta", None)
     tsuid = meta.get("TransferSyntaxUID") if meta is not None else None
