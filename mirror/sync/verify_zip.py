@@ -185,8 +185,6 @@ def _extract_one(
                 size += len(chunk)
                 digest.update(chunk)
                 out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
     except zlib.error as exc:
         raise TruncatedDownload(f"ZIP entry {info.filename!r} does not inflate: {exc}") from exc
     except zipfile.BadZipFile as exc:
@@ -205,8 +203,6 @@ def _extract_license(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest_dir: str) 
         raise UnsafeArchiveEntry(f"{LICENSE_NAME} declares {info.file_size} bytes")
     with open(os.path.join(dest_dir, LICENSE_NAME), "xb") as out:
         out.write(_read_small(zf, info))
-        out.flush()
-        os.fsync(out.fileno())
 
 
 def _read_small(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
