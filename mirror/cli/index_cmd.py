@@ -54,7 +54,7 @@ def build(
 
 def query(
     sql: Annotated[str, typer.Argument(help="SQL over collections, patients, studies, "
-                                       "series, instances, errors.")],
+                                       "series, instances, errors, volumes.")],
     *,
     dest: Dest,
     fmt: Annotated[str, typer.Option("--format", help="table, csv, json or parquet.")] = "table",
