@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -402,7 +403,8 @@ def _quiet_dask() -> None:
 def _progress_display(quiet: bool) -> Iterator[ProgressFn | None]:
     """A rich bar on a terminal; plain log-friendly lines otherwise."""
     _quiet_dask()
-    if quiet:
+    # -q raises the "mirror" logger to ERROR: cron wants only errors and the summary line.
+    if quiet or logging.getLogger("mirror").getEffectiveLevel() > logging.INFO:
         yield None
         return
     if not sys.stderr.isatty():
