@@ -8,7 +8,9 @@ destinations every time:
 * ``raw``: the physical limit of the same work with no framework: 8 threads doing
   GET getImage(+md5hashes.csv) streamed to disk, then MD5 + write of every entry (stdlib).
 * ``tcia-utils``: ``nbia.downloadSeries`` at its defaults (10 threads, no MD5 check).
-* ``mirror``: ``mirror sync`` on the embedded LocalCluster (2 worker processes).
+* ``mirror``: ``mirror sync`` on the embedded LocalCluster (2 worker processes), and with
+  ``--threads-only`` (one in-process worker), each timed as the whole command (start-up,
+  listing, cluster start, ledger and reports included).
 
 Then the memory probe: peak RSS of every mirror worker process while syncing one ~2 GB
 series, against tcia-utils (which holds the whole ZIP in memory).
@@ -128,6 +130,7 @@ def run_tcia_utils(base: str, uids: list[str], dest: Path) -> tuple[float, int]:
 
 
 def run_mirror(base: str, dest: Path, workers: int) -> tuple[float, dict[int, int], int]:
+    """``workers`` > 0: embedded LocalCluster of that many processes; 0: threads only."""
     args = ["mirror", "-q", "sync", COLLECTION, "--dest", str(dest), "--archive", base]
     args += ["--workers", str(workers), "--summary-json", str(dest.parent / "summary.json")]
     t0 = time.perf_counter()
@@ -182,11 +185,15 @@ def throughput(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         nbytes = sum(int(r["FileSize"]) for r in rows)
         run_raw(base, uids, scratch / "warmup")  # fills the archive's on-disk cache
         shutil.rmtree(scratch / "warmup")
-        samples: dict[str, list[float]] = {"raw": [], "tcia-utils": [], "mirror": []}
+        samples: dict[str, list[float]] = {
+            "raw": [], "tcia-utils": [], "mirror": [], "mirror-threads": []
+        }  # fmt: skip
         for i in range(args.rounds):
             samples["raw"].append(run_raw(base, uids, scratch / f"raw{i}"))
             samples["tcia-utils"].append(run_tcia_utils(base, uids, scratch / f"tcia{i}")[0])
             samples["mirror"].append(run_mirror(base, scratch / f"mirror{i}" / "dest", 2)[0])
+            threads_dest = scratch / f"mthreads{i}" / "dest"
+            samples["mirror-threads"].append(run_mirror(base, threads_dest, 0)[0])
             for d in scratch.glob(f"*{i}"):
                 shutil.rmtree(d)
     finally:
@@ -224,6 +231,8 @@ def report(tp: dict[str, Any], mem: dict[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {"throughput": tp, "median_seconds": med, "rates": rates}
     out["ratio_to_raw"] = med["raw"] / med["mirror"]
     out["ratio_to_tcia_utils"] = med["tcia-utils"] / med["mirror"]
+    out["threads_ratio_to_raw"] = med["raw"] / med["mirror-threads"]
+    out["threads_ratio_to_tcia_utils"] = med["tcia-utils"] / med["mirror-threads"]
     if mem:
         out["memory"] = mem
     return out
@@ -260,6 +269,17 @@ def main() -> None:
             f"{result['ratio_to_raw']:.2f} of raw; {result['ratio_to_tcia_utils']:.1f}x tcia-utils",
         ],
     )
+    update_row(
+        args.name,
+        "files/s (MB/s), --threads-only",
+        [
+            f"{r['mirror-threads']['files_s']:.0f} ({r['mirror-threads']['MB_s']:.0f})",
+            f"{r['raw']['files_s']:.0f} ({r['raw']['MB_s']:.0f}) raw GET+MD5+write",
+            f"{r['tcia-utils']['files_s']:.0f} ({r['tcia-utils']['MB_s']:.0f}) tcia-utils",
+            f"{result['threads_ratio_to_raw']:.2f} of raw; "
+            f"{result['threads_ratio_to_tcia_utils']:.1f}x tcia-utils",
+        ],
+    )
     if mem:
         update_row(
             "sync_memory_2GB_series",
@@ -271,7 +291,7 @@ def main() -> None:
                 f"{mem['tcia_utils_peak'] / max(mem['mirror_worker_peak_max'], 1):.1f}x less",
             ],
         )
-    keys = ("median_seconds", "ratio_to_raw", "ratio_to_tcia_utils")
+    keys = ("median_seconds", "ratio_to_raw", "ratio_to_tcia_utils", "threads_ratio_to_raw")
     print(json.dumps({k: result[k] for k in keys}, indent=2))
     print(f"wrote {path}")
 
