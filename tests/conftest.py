@@ -46,3 +46,15 @@ def archive(archive_server: SimServer, archive_sleeps: list[float]) -> Iterator[
     client = NbiaArchive(archive_server.base_url, sleep=archive_sleeps.append, read_timeout=60.0)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """One real S3 server (moto) on 127.0.0.1 for the whole session; tests make their own buckets."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

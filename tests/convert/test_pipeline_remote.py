@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import convert_corpus as cc
 import numpy as np
@@ -22,25 +21,14 @@ _buckets = itertools.count()
 S3_OPTIONS = {"key": "testing", "secret": "testing", "client_kwargs": {"region_name": "us-east-1"}}
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def s3(moto_url: str) -> S3Store:
+def s3(moto_endpoint: str) -> S3Store:
     import boto3
 
     bucket = f"convert-{next(_buckets)}"
-    boto3.client("s3", endpoint_url=moto_url, aws_access_key_id="testing",
+    boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id="testing",
                  aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket=bucket)
-    return S3Store(f"s3://{bucket}/mirror", endpoint_url=moto_url, storage_options=S3_OPTIONS)
+    return S3Store(f"s3://{bucket}/mirror", endpoint_url=moto_endpoint, storage_options=S3_OPTIONS)
 
 
 def test_convert_on_s3_reads_instances_and_writes_shards_through_the_store(tmp_path, s3):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import pytest
 from index_tree import commit_series, make_spec
@@ -21,26 +20,15 @@ _buckets = itertools.count()
 S3_OPTIONS = {"key": "testing", "secret": "testing", "client_kwargs": {"region_name": "us-east-1"}}
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def s3(moto_url: str) -> S3Store:
+def s3(moto_endpoint: str) -> S3Store:
     import boto3
 
     bucket = f"index-{next(_buckets)}"
-    boto3.client("s3", endpoint_url=moto_url, aws_access_key_id="testing",
+    boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id="testing",
                  aws_secret_access_key="testing", region_name="us-east-1").create_bucket(
         Bucket=bucket)
-    return S3Store(f"s3://{bucket}/mirror", endpoint_url=moto_url, storage_options=S3_OPTIONS)
+    return S3Store(f"s3://{bucket}/mirror", endpoint_url=moto_endpoint, storage_options=S3_OPTIONS)
 
 
 @pytest.fixture
@@ -70,9 +58,9 @@ def test_build_query_and_incremental_on_s3(s3, s3_tree):
         con.close()
 
 
-def test_query_by_url_uses_the_endpoint_from_the_environment(s3, s3_tree, moto_url, monkeypatch):
+def test_query_by_url_uses_the_endpoint_from_the_environment(s3, s3_tree, moto_endpoint, monkeypatch):
     build_index(s3)
-    monkeypatch.setenv("MIRROR_S3_ENDPOINT_URL", moto_url)
+    monkeypatch.setenv("MIRROR_S3_ENDPOINT_URL", moto_endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
@@ -80,7 +68,7 @@ def test_query_by_url_uses_the_endpoint_from_the_environment(s3, s3_tree, moto_u
     assert table.column(0).to_pylist() == ["CT", "CT", "MR"]
 
 
-def test_export_dicom_from_s3_to_local_and_back(s3, s3_tree, tmp_path, moto_url, monkeypatch):
+def test_export_dicom_from_s3_to_local_and_back(s3, s3_tree, tmp_path, moto_endpoint, monkeypatch):
     build_index(s3)
     local = open_store(str(tmp_path / "cohort"))
     report = export_cohort(s3, "Modality = 'CT'", local.url, fmt="dicom")
@@ -89,14 +77,14 @@ def test_export_dicom_from_s3_to_local_and_back(s3, s3_tree, tmp_path, moto_url,
         expect = sidecar.modality == "CT"
         assert local.exists(f"{sidecar.path}/{SIDECAR_NAME}") is expect
     build_index(local)
-    monkeypatch.setenv("MIRROR_S3_ENDPOINT_URL", moto_url)
+    monkeypatch.setenv("MIRROR_S3_ENDPOINT_URL", moto_endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     bucket = s3.url.removeprefix("s3://").split("/")[0]
     back = export_cohort(local, "true", f"s3://{bucket}/copy", fmt="dicom")
     assert back.copied == 2
-    copy = S3Store(f"s3://{bucket}/copy", endpoint_url=moto_url, storage_options=S3_OPTIONS)
+    copy = S3Store(f"s3://{bucket}/copy", endpoint_url=moto_endpoint, storage_options=S3_OPTIONS)
     for sidecar in (s for s in s3_tree.values() if s.modality == "CT"):
         for entry in sidecar.instances:
             assert copy.info(f"{sidecar.path}/{entry.name}").md5 == entry.md5

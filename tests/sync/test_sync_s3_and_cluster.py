@@ -31,17 +31,6 @@ S3_OPTIONS = {"key": "testing", "secret": "testing", "client_kwargs": {"region_n
 NO_WAIT = FetchSettings(backoff_initial=0.0, backoff_max=0.0)
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
 def bucket(moto_endpoint: str, request: pytest.FixtureRequest) -> str:
     import boto3
