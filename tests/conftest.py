@@ -8,7 +8,8 @@ whose retry backoff never sleeps (the waits it asked for are recorded in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterator
 
 import pytest
 import stamina
@@ -58,3 +59,29 @@ def moto_endpoint() -> Iterator[str]:
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+S3_TEST_OPTIONS = {"key": "testing", "secret": "testing", "client_kwargs": {"region_name": "us-east-1"}}
+
+
+@pytest.fixture(scope="session")
+def make_s3_store(moto_endpoint: str) -> Callable[..., object]:
+    """``make_s3_store(prefix="mirror", tag="s3")``: an S3Store over a fresh moto bucket."""
+    import boto3
+
+    from mirror.storage.s3 import S3Store
+
+    client = boto3.client(
+        "s3", endpoint_url=moto_endpoint, aws_access_key_id="testing",
+        aws_secret_access_key="testing", region_name="us-east-1",
+    )
+    counter = itertools.count()
+
+    def make(prefix: str = "mirror", tag: str = "s3") -> S3Store:
+        bucket = f"{tag}-{next(counter)}"
+        client.create_bucket(Bucket=bucket)
+        return S3Store(
+            f"s3://{bucket}/{prefix}", endpoint_url=moto_endpoint, storage_options=S3_TEST_OPTIONS
+        )
+
+    return make

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import convert_corpus as cc
 import numpy as np
 import pytest
@@ -17,18 +15,11 @@ from mirror.storage import open_store
 from mirror.storage.s3 import S3Store
 
 pytestmark = pytest.mark.slow
-_buckets = itertools.count()
-S3_OPTIONS = {"key": "testing", "secret": "testing", "client_kwargs": {"region_name": "us-east-1"}}
 
 
 @pytest.fixture
-def s3(moto_endpoint: str) -> S3Store:
-    import boto3
-
-    bucket = f"convert-{next(_buckets)}"
-    boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id="testing",
-                 aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket=bucket)
-    return S3Store(f"s3://{bucket}/mirror", endpoint_url=moto_endpoint, storage_options=S3_OPTIONS)
+def s3(make_s3_store) -> S3Store:  # type: ignore[no-untyped-def]
+    return make_s3_store(tag="convert")
 
 
 def test_convert_on_s3_reads_instances_and_writes_shards_through_the_store(tmp_path, s3):

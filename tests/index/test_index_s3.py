@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 from index_tree import commit_series, make_spec
 
@@ -16,19 +14,12 @@ from mirror.storage import open_store
 from mirror.storage.s3 import S3Store
 
 pytestmark = pytest.mark.slow
-_buckets = itertools.count()
 S3_OPTIONS = {"key": "testing", "secret": "testing", "client_kwargs": {"region_name": "us-east-1"}}
 
 
 @pytest.fixture
-def s3(moto_endpoint: str) -> S3Store:
-    import boto3
-
-    bucket = f"index-{next(_buckets)}"
-    boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id="testing",
-                 aws_secret_access_key="testing", region_name="us-east-1").create_bucket(
-        Bucket=bucket)
-    return S3Store(f"s3://{bucket}/mirror", endpoint_url=moto_endpoint, storage_options=S3_OPTIONS)
+def s3(make_s3_store) -> S3Store:  # type: ignore[no-untyped-def]
+    return make_s3_store(tag="index")
 
 
 @pytest.fixture

@@ -31,10 +31,8 @@ def s3_client(moto_endpoint: str):
 
 
 @pytest.fixture
-def s3_store(moto_endpoint: str, s3_client) -> S3Store:
-    bucket = f"conf-{next(_counter)}"
-    s3_client.create_bucket(Bucket=bucket)
-    return S3Store(f"s3://{bucket}/root", endpoint_url=moto_endpoint, storage_options=S3_OPTIONS)
+def s3_store(make_s3_store) -> S3Store:
+    return make_s3_store(prefix="root", tag="conf")
 
 
 @pytest.fixture(params=["local", "memory", "s3"])

@@ -13,18 +13,6 @@ from mirror.storage.s3 import S3Store
 from mirror.sync.task import FetchSettings
 
 _counter = itertools.count()
-S3_OPTIONS = {"key": "testing", "secret": "testing", "client_kwargs": {"region_name": "us-east-1"}}
-
-
-def make_s3_store(endpoint: str) -> S3Store:
-    import boto3
-
-    bucket = f"task-{next(_counter)}"
-    boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id="testing",
-        aws_secret_access_key="testing", region_name="us-east-1",
-    ).create_bucket(Bucket=bucket)
-    return S3Store(f"s3://{bucket}/mirror", endpoint_url=endpoint, storage_options=S3_OPTIONS)
 
 
 @pytest.fixture(params=["local", "memory", "s3"])
@@ -33,12 +21,12 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         return LocalStore(str(tmp_path_factory.mktemp("dest")))
     if request.param == "memory":
         return MemoryStore(f"task-{next(_counter)}")
-    return make_s3_store(request.getfixturevalue("moto_endpoint"))
+    return request.getfixturevalue("make_s3_store")(tag="task")
 
 
 @pytest.fixture
-def s3_store_for_task(moto_endpoint: str) -> S3Store:
-    return make_s3_store(moto_endpoint)
+def s3_store_for_task(make_s3_store) -> S3Store:  # type: ignore[no-untyped-def]
+    return make_s3_store(tag="task")
 
 
 @pytest.fixture
