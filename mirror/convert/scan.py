@@ -70,6 +70,11 @@ class SliceHeader:
     n_frames: int
     nominal_spacing: float | None  # SpacingBetweenSlices, else SliceThickness (single slices)
     window: tuple[float, float] | None
+    # Where the PixelData value starts in the file and its length (-1: undefined, i.e.
+    # encapsulated): lets the decoder read just the pixel bytes instead of parsing the
+    # whole file again. offset -1 = unknown (decode through pydicom).
+    pixel_offset: int = -1
+    pixel_length: int = -1
 
     @property
     def is_localizer(self) -> bool:
@@ -103,14 +108,50 @@ def scan_instance(name: str, fp: BinaryIO) -> list[SliceHeader] | Skipped:
     if "Rows" not in ds or "Columns" not in ds:
         return Skipped(name, sop_uid, "no pixel grid (Rows/Columns missing)")
     try:
-        return _planes(name, ds)
+        return _planes(name, ds, pixel_location(fp, ds))
     except (ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
         return Skipped(name, sop_uid, f"malformed image header: {exc}")
 
 
-def _planes(name: str, ds: Dataset) -> list[SliceHeader] | Skipped:
+_PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
+_LONG_VRS = (b"OB", b"OW", b"UN")
+_LITTLE_ENDIAN = frozenset(
+    {str(pydicom.uid.ExplicitVRLittleEndian), str(pydicom.uid.ImplicitVRLittleEndian)}
+    | {str(u) for u in pydicom.uid.JPEG2000TransferSyntaxes}
+)
+
+
+def pixel_location(fp: BinaryIO, ds: Dataset) -> tuple[int, int]:
+    """(offset, length) of the PixelData value right after a ``stop_before_pixels`` read.
+
+    pydicom rewinds to the start of the element it stopped at, so the next bytes are the
+    PixelData element header. (-1, -1) whenever anything is unexpected (deflated or big
+    endian syntaxes, another pixel keyword, unseekable streams): the decoder then parses
+    the file with pydicom as before.
+    """
+    if transfer_syntax(ds) not in _LITTLE_ENDIAN or "ExtendedOffsetTable" in ds:
+        return -1, -1  # extended offset tables: frame lookup stays with pydicom
+    try:
+        start = fp.tell()
+        head = fp.read(12)
+    except (OSError, ValueError):
+        return -1, -1
+    if len(head) < 8 or head[:4] != _PIXEL_DATA_TAG:
+        return -1, -1
+    implicit = getattr(ds, "original_encoding", (None, None))[0]
+    if implicit:  # tag, 4-byte length
+        length, offset = int.from_bytes(head[4:8], "little"), start + 8
+    elif head[4:6] in _LONG_VRS and len(head) == 12:  # tag, VR, 2 reserved, 4-byte length
+        length, offset = int.from_bytes(head[8:12], "little"), start + 12
+    else:
+        return -1, -1
+    return offset, (-1 if length == 0xFFFFFFFF else length)
+
+
+def _planes(name: str, ds: Dataset, location: tuple[int, int]) -> list[SliceHeader] | Skipped:
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     base = _common(name, ds, n_frames)
+    base["pixel_offset"], base["pixel_length"] = location
     problem = _implausible(base)
     if problem:
         return Skipped(name, base["sop_uid"], problem)
