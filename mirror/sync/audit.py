@@ -57,8 +57,9 @@ def verify_series(store: Store, sidecar: SeriesSidecar, *, deep: bool) -> list[s
     """
     problems: list[str] = []
     for inst in sidecar.instances:
-        problems.extend(_check_instance(store, f"{sidecar.path}/{inst.name}", inst.size,
-                                        inst.md5, deep=deep))
+        problems.extend(
+            _check_instance(store, f"{sidecar.path}/{inst.name}", inst.size, inst.md5, deep=deep)
+        )
     known = {i.name for i in sidecar.instances} | {SIDECAR_NAME, LICENSE_NAME}
     for key in store.list(sidecar.path):
         if key[len(sidecar.path) + 1 :] not in known:

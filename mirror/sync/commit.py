@@ -36,8 +36,15 @@ PUT_CONCURRENCY = 8
 STAGING = ".staging"
 ATTIC = "_attic"
 _BASE_FIELDS = frozenset(
-    {"series_uid", "study_uid", "patient_id", "collection", "modality", "license_name",
-     "license_uri"}
+    {
+        "series_uid",
+        "study_uid",
+        "patient_id",
+        "collection",
+        "modality",
+        "license_name",
+        "license_uri",
+    }
 )
 
 
@@ -257,4 +264,3 @@ def _write_synced(target: str, data: bytes) -> None:
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
-

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
 import tempfile
 import time
@@ -26,8 +25,9 @@ from mirror.storage.oserrors import store_errors
 from mirror.storage.port import Store
 from mirror.sync import commit
 from mirror.sync.audit import iter_sidecars, read_sidecar, verify_series
-from mirror.sync.fetch import download, remove_quietly
-from mirror.sync.verify_zip import ExtractedSeries, extract_verified
+from mirror.sync.fetch import stream_limit
+from mirror.sync.unzip import StreamMeter, extract_stream
+from mirror.sync.verify_zip import ExtractedSeries
 
 __all__ = [
     "FetchSettings",
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class FetchSettings:
-    scratch_dir: str | None = None  # zip download + (non-local stores) extraction
+    scratch_dir: str | None = None  # where series are extracted for non-local stores
     max_attempts: int = 4  # whole-series download attempts for retryable errors
     backoff_initial: float = 1.0  # seconds, exponential with jitter
     backoff_max: float = 60.0  # also caps an upstream Retry-After
@@ -148,12 +148,23 @@ def _fetch_verified(
     task: SeriesTask, archive: Archive, settings: FetchSettings, dest: str, meter: _Meter
 ) -> ExtractedSeries:
     uid = task.record.series_uid
-    with _scratch_zip(settings, uid) as zip_path:
-        meter.bytes += download(archive, task.record, zip_path, settings.max_series_bytes)
-        with store_errors(f"extract series {uid} into {dest}", missing_ok=True):
-            return extract_verified(
-                zip_path, dest, task.record, max_entry_bytes=settings.max_entry_bytes
+    stream = StreamMeter()
+    try:
+        with (
+            archive.stream_series(uid) as chunks,
+            store_errors(f"extract series {uid} into {dest}", missing_ok=True),
+        ):
+            return extract_stream(
+                chunks,
+                dest,
+                task.record,
+                stream,
+                max_entry_bytes=settings.max_entry_bytes,
+                max_series_bytes=settings.max_series_bytes,
+                stream_limit=stream_limit(task.record, settings.max_series_bytes),
             )
+    finally:
+        meter.bytes += stream.received
 
 
 def _publish(
@@ -170,8 +181,11 @@ def _publish(
             store.put_bytes(commit.sidecar_key(task.path), updated.to_json())
         return "unchanged", updated
     sidecar = commit.build_sidecar(
-        task.record, task.path, staged.instances,
-        series_version=task.series_version, run_id=task.run_id,
+        task.record,
+        task.path,
+        staged.instances,
+        series_version=task.series_version,
+        run_id=task.run_id,
     )
     if root is not None:
         commit.commit_local(store, root, staged, sidecar)
@@ -192,8 +206,10 @@ def _current_sidecar(task: SeriesTask, store: Store) -> SeriesSidecar | None:
     if current.series_uid != task.record.series_uid:
         return None
     if task.previous is not None and task.previous.content_hash != current.content_hash:
-        log.info("series %s: ledger and destination disagree; trusting the destination",
-                 task.record.series_uid)
+        log.info(
+            "series %s: ledger and destination disagree; trusting the destination",
+            task.record.series_uid,
+        )
     return current
 
 
@@ -203,33 +219,15 @@ def _staging(task: SeriesTask, settings: FetchSettings, root: str | None) -> Ite
         with commit.local_staging(root, task.run_id, task.record.series_uid) as staged:
             yield staged
         return
-    with store_errors(f"scratch folder in {settings.scratch_dir or tempfile.gettempdir()}",
-                      missing_ok=True):
+    with store_errors(
+        f"scratch folder in {settings.scratch_dir or tempfile.gettempdir()}", missing_ok=True
+    ):
         holder = tempfile.TemporaryDirectory(prefix="mirror-series-", dir=settings.scratch_dir)
     with holder as path:
         yield path
 
 
-@contextlib.contextmanager
-def _scratch_zip(settings: FetchSettings, series_uid: str) -> Iterator[str]:
-    with store_errors(f"scratch file in {settings.scratch_dir or tempfile.gettempdir()}",
-                      missing_ok=True):
-        fd, path = tempfile.mkstemp(
-            prefix=f"mirror-{series_uid}-", suffix=".zip.part", dir=settings.scratch_dir
-        )
-        os.close(fd)
-    try:
-        yield path
-    finally:
-        remove_quietly(path)
-
-
-# --- results -----------------------------------------------------------------------------
-
-
-def _result(
-    task: SeriesTask, meter: _Meter, outcome: str, sidecar: SeriesSidecar
-) -> SeriesResult:
+def _result(task: SeriesTask, meter: _Meter, outcome: str, sidecar: SeriesSidecar) -> SeriesResult:
     return SeriesResult(
         series_uid=task.record.series_uid,
         outcome=outcome,

@@ -7,6 +7,7 @@ import io
 import itertools
 import json
 import re
+import struct
 import zipfile
 from collections.abc import Iterator
 from datetime import date
@@ -310,3 +311,16 @@ def test_stored_zips_at_level_zero(archive_server: SimServer, sim: SimArchive) -
     zf = _zip(resp)
     assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_STORED}
     assert zf.testzip() is None
+    # As ZipOutputStream writes STORED entries: CRC and sizes in the local header, no
+    # data descriptor (bit 3), so a streaming reader knows where each entry ends.
+    for info in zf.infolist():
+        local = resp.content[info.header_offset : info.header_offset + 30]
+        flags, crc, csize, usize = struct.unpack("<6xH6xIII", local[:26])
+        assert not flags & 0x08
+        assert (crc, csize, usize) == (info.CRC, info.file_size, info.file_size)
+
+
+def test_deflated_entries_use_data_descriptors(http: httpx.Client, sim: SimArchive) -> None:
+    zf = _zip(http.get("getImage", params={"SeriesInstanceUID": sim.series_uids()[0]}))
+    assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_DEFLATED}
+    assert all(i.flag_bits & 0x08 for i in zf.infolist())

@@ -83,10 +83,9 @@ def test_sigkill_mid_download_leaves_nothing_visible(
     sim.add_series("Sim-Lung", patient_id="BIG", n_instances=6, rows=128, cols=128)
     sim.faults = FaultConfig(bandwidth=60_000)
     proc = start_sync(archive_server, dest)
-    scratch = dest.parent / "scratch"
     big = next(u for u in sim.series_uids() if sim.record(u).patient_id == "BIG")
-    # The big series' ZIP is half-way through the (throttled) download.
-    wait_until(lambda: any(p.stat().st_size > 50_000 for p in scratch.glob(f"*{big}*.zip.part")), proc)
+    # The big series is half-way through its (throttled) streaming extraction into staging.
+    wait_until(lambda: len(list(dest.glob(f".staging/*/{big}/*.dcm"))) >= 3, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(60)
     assert_nothing_partial(dest, sim)

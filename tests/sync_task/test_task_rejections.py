@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import random
 import stat
 import zipfile
 
@@ -75,6 +76,13 @@ def _corrupt_stored_bytes() -> bytes:
     return bytes(raw)
 
 
+def _directory_disagrees() -> bytes:
+    """The central directory (read after streaming) names a file the stream never held."""
+    raw = build_zip(FILES)
+    at = raw.rindex(b"00000002.dcm")
+    return raw[:at] + b"00000007.dcm" + raw[at + 12 :]
+
+
 # name -> (response, error_class, retryable)
 CASES = {
     "zip-slip-dotdot": (_with_entry("../x.dcm"), "UnsafeArchiveEntry", False),
@@ -89,6 +97,7 @@ CASES = {
     "duplicate-entry": (_duplicate_entry, "UnsafeArchiveEntry", False),
     "case-duplicate": (_with_entry("00000001.DCM"), "UnsafeArchiveEntry", False),
     "bzip2-member": (_bzip2_entry(), "UnsafeArchiveEntry", False),
+    "directory-disagrees": (_directory_disagrees(), "UnsafeArchiveEntry", False),
     "missing-csv-row": (build_zip(FILES, csv=csv_text(md5_rows(FILES)[:-1])),
                         "ArchiveProtocolError", False),
     "extra-csv-row": (build_zip(FILES, csv=csv_text([*md5_rows(FILES), ("00000099.dcm", "a" * 32)])),
@@ -190,12 +199,26 @@ def test_oversize_member_refused(store, settings) -> None:
 
 @NO_S3
 def test_absurd_stream_refused_while_streaming(store, settings) -> None:
+    rng = random.Random(5)  # incompressible, so the ZIP outgrows the cap on the wire
+    big = {f"0000000{i}.dcm": rng.randbytes(20_000) for i in (1, 2, 3)}
     archive = FakeArchive()
-    archive.queue(UID, b"\0" * 50_000)
+    archive.queue(UID, build_zip(big))
     tight = dataclasses.replace(settings, max_series_bytes=10_000)
-    res = sync_series(SeriesTask(record_for(UID, FILES), PATH, 1, "r"), archive, store, tight)
+    res = sync_series(SeriesTask(record_for(UID, big), PATH, 1, "r"), archive, store, tight)
     assert (res.error_class, res.attempts) == ("UnsafeArchiveEntry", 1)
     assert res.bytes_downloaded <= 11_000
+    assert list(store.list()) == []
+
+
+@NO_S3
+def test_garbage_stream_is_refused_at_its_first_bytes(store, settings, sleeps) -> None:
+    archive = FakeArchive()
+    archive.queue(UID, b"\0" * 50_000)
+    res = sync_series(SeriesTask(record_for(UID, FILES), PATH, 1, "r"), archive, store, settings,
+                      sleep=sleeps.append)
+    assert (res.error_class, res.retryable) == ("TruncatedDownload", True)
+    # Streaming extraction stops at the first bad signature: one chunk per attempt.
+    assert res.bytes_downloaded == archive.chunk * res.attempts
 
 
 @NO_S3

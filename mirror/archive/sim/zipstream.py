@@ -2,7 +2,8 @@
 
 ``zipfile`` writing to an object without ``tell``/``seek`` switches to data descriptors
 (like Java's ``ZipOutputStream`` on the real server), so each entry is compressed and sent
-as it is generated and nothing but the current instance is ever held. The
+as it is generated and nothing but the current instance is ever held; STORED entries carry
+their sizes in the local header, as ``ZipOutputStream`` writes them. The
 :class:`ChunkedWriter` frames the bytes as HTTP/1.1 chunks, paces them through an
 injectable clock/sleep (bandwidth cap) and can cut the connection after N bytes.
 """
@@ -102,12 +103,61 @@ class ChunkedWriter:
 
 
 def write_zip(out: ChunkedWriter, entries: Iterable[EntrySource], compresslevel: int) -> None:
-    """Write ``entries`` (name, bytes factory) as a ZIP; level 0 means stored."""
-    method = zipfile.ZIP_DEFLATED if compresslevel > 0 else zipfile.ZIP_STORED
-    level = compresslevel if compresslevel > 0 else None
-    with zipfile.ZipFile(out, "w", compression=method, compresslevel=level) as zf:
+    """Write ``entries`` (name, bytes factory) as a ZIP; level 0 means stored.
+
+    DEFLATEd entries go out with data descriptors, as ``ZipOutputStream`` sends them.
+    ``ZipOutputStream`` refuses a STORED entry without its size and CRC, so those travel in
+    the local header: the entry is assembled in a small seekable window (one instance), its
+    header patched, and only then sent.
+    """
+    if compresslevel > 0:
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as zf:
+            for name, produce in entries:
+                data = produce()
+                with zf.open(name, "w") as member:
+                    for start in range(0, len(data), CHUNK):
+                        member.write(data[start : start + CHUNK])
+        return
+    window = _EntryWindow(out)
+    with zipfile.ZipFile(window, "w", zipfile.ZIP_STORED) as zf:  # type: ignore[call-overload]
         for name, produce in entries:
-            data = produce()
-            with zf.open(name, "w") as member:
-                for start in range(0, len(data), CHUNK):
-                    member.write(data[start : start + CHUNK])
+            zf.writestr(zipfile.ZipInfo(name, date_time=_EPOCH), produce())
+            window.release()
+    window.release()
+
+
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+class _EntryWindow:
+    """Looks seekable to ``zipfile`` but holds only the bytes since the last release."""
+
+    def __init__(self, out: ChunkedWriter) -> None:
+        self._out = out
+        self._base = 0
+        self._buf = bytearray()
+        self._pos = 0
+
+    def tell(self) -> int:
+        return self._base + self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence != 0 or offset < self._base:
+            raise OSError("seek outside the current entry")
+        self._pos = offset - self._base
+        return offset
+
+    def write(self, data: bytes, /) -> int:
+        end = self._pos + len(data)
+        self._buf[self._pos : end] = data
+        self._pos = end
+        return len(data)
+
+    def flush(self) -> None:
+        """The window is sent by :meth:`release`, never half-patched."""
+
+    def release(self) -> None:
+        self._out.write(bytes(self._buf))
+        self._base += len(self._buf)
+        self._buf.clear()
+        self._pos = 0
