@@ -56,7 +56,7 @@ def plan_for(array: zarr.Array[Any]) -> ShardPlan | None:
     little = BytesCodec(endian="little")
     if (
         len(inner) != 2
-        or inner[0] != little
+        or inner[0] not in (little, BytesCodec(endian=None))  # None: one-byte dtypes
         or not isinstance(inner[1], BloscCodec)
         or tuple(index) != (little, Crc32cCodec())
         or sharding.index_location != ShardingCodecIndexLocation.end

@@ -388,8 +388,7 @@ def _stack_dicom(plan: StackPlan, values: ValuePlan, stack_id: int) -> dict[str,
         "slices": [[_slice_json(h) for h in row] for row in plan.grid],
         "dropped_instances": [{"sop_instance_uid": u, "reason": r} for u, r in plan.dropped],
         "window": [{"center": first.window[0], "width": first.window[1]}] if first.window else [],
-        "decoders": sorted({f"{h.transfer_syntax}:{plugin_for(h.transfer_syntax) or 'pydicom'}"
-                            for h in plan.headers}),
+        "decoders": sorted({f"{h.transfer_syntax}:{_decoder_name(h)}" for h in plan.headers}),
     }  # fmt: skip
     if plan.fourth_dim:
         data["fourth_dimension"] = {"key": plan.fourth_dim, "values": list(plan.fourth_values)}
@@ -399,6 +398,10 @@ def _stack_dicom(plan: StackPlan, values: ValuePlan, stack_id: int) -> dict[str,
         data["geometry_checks"] = {"patient_geometry": False, "sort": SORT_RULE}
     data.update(values.as_json(plan.headers))
     return data
+
+
+def _decoder_name(h: SliceHeader) -> str:
+    return direct.decoder_name(h) or plugin_for(h.transfer_syntax) or "pydicom"
 
 
 def _slice_json(h: SliceHeader | None) -> dict[str, Any] | None:
