@@ -1,21 +1,27 @@
 """Sync throughput: `mirror sync` against the raw limit and against tcia-utils, in one run.
 
 The simulated archive runs in its own process (``mirror archive serve``) serving a
-collection shaped like the TCGA mix (median series: 58 files of ~0.5 MB, i.e. 512x512 CT).
-Three contenders fetch the same series, one after another, three rounds, fresh
-destinations every time:
+collection drawn from the real TCGA radiology mix (``--shape tcga``, the default: instance
+counts and bytes per file of randomly drawn catalogue series, ~1 GB) or N identical series
+(``--shape uniform``). The contenders fetch the same series, one after another, three
+rounds, fresh destinations every time:
 
-* ``raw``: the physical limit of the same work with no framework: 8 threads doing
-  GET getImage(+md5hashes.csv) streamed to disk, then MD5 + write of every entry (stdlib).
+* ``raw``: the limit of the same work with no framework: ``--raw-threads`` threads doing
+  GET getImage(+md5hashes.csv) streamed to disk, then MD5 + write of every entry (stdlib,
+  no fsync).
 * ``tcia-utils``: ``nbia.downloadSeries`` at its defaults (10 threads, no MD5 check).
-* ``mirror``: ``mirror sync`` on the embedded LocalCluster (2 worker processes), and with
-  ``--threads-only`` (one in-process worker), each timed as the whole command (start-up,
-  listing, cluster start, ledger and reports included).
+* ``mirror``: ``mirror sync`` at its defaults (embedded LocalCluster, 2 worker processes,
+  8 concurrent series); ``mirror-tuned`` with ``--tuned-args``; ``mirror-threads`` with
+  ``--threads-only``. Each is timed as the whole command (interpreter start, listing,
+  cluster start, ledger, fsyncs and reports included).
+
+The wide-area case is the same script with the archive slowed down, e.g.
+``--archive-args --latency 0.2 --bandwidth 2500000 --max-connections 64``.
 
 Then the memory probe: peak RSS of every mirror worker process while syncing one ~2 GB
 series, against tcia-utils (which holds the whole ZIP in memory).
 
-Usage: ``python benchmarks/sync_throughput.py [--series 16] [--files 58] [--rounds 3]``
+Usage: ``python benchmarks/sync_throughput.py [--shape tcga] [--total-mb 1000] [--rounds 3]``
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -103,9 +110,9 @@ def raw_one(base: str, uid: str, dest: Path) -> tuple[int, int]:
     return files, nbytes
 
 
-def run_raw(base: str, uids: list[str], dest: Path) -> float:
+def run_raw(base: str, uids: list[str], dest: Path, threads: int) -> float:
     t0 = time.perf_counter()
-    with cf.ThreadPoolExecutor(8) as pool:
+    with cf.ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda u: raw_one(base, u, dest), uids))
     return time.perf_counter() - t0
 
@@ -129,10 +136,13 @@ def run_tcia_utils(base: str, uids: list[str], dest: Path) -> tuple[float, int]:
     return time.perf_counter() - t0, peak
 
 
-def run_mirror(base: str, dest: Path, workers: int) -> tuple[float, dict[int, int], int]:
+def run_mirror(
+    base: str, dest: Path, workers: int, extra: list[str] | None = None
+) -> tuple[float, dict[int, int], int]:
     """``workers`` > 0: embedded LocalCluster of that many processes; 0: threads only."""
     args = ["mirror", "-q", "sync", COLLECTION, "--dest", str(dest), "--archive", base]
     args += ["--workers", str(workers), "--summary-json", str(dest.parent / "summary.json")]
+    args += extra or []
     t0 = time.perf_counter()
     proc = subprocess.Popen(args)
     peaks = watch_tree_rss(proc)
@@ -175,30 +185,83 @@ def worker_peaks(peaks: dict[int, int], driver: int) -> list[int]:
 # --- driver --------------------------------------------------------------------------------
 
 
+CATALOG = Path(__file__).resolve().parents[2] / "shared" / "data" / "tcga_catalog.parquet"
+
+
+def tcga_specs(total_mb: int, max_files: int, seed: int) -> list[str]:
+    """Series drawn from the real TCGA radiology mix (IDC catalogue, doi 10.1148/rg.230180).
+
+    Each keeps its instance count (capped) and a matrix giving its real bytes per file
+    (512^2 CT ~ 0.5 MB, 256^2 MR, 128^2 PET), until the collection holds ``total_mb``.
+    """
+    import random
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(CATALOG, columns=["Modality", "instanceCount", "series_size_MB"])
+    table = table.filter(
+        pc.is_in(table["Modality"], value_set=pc.cast(["CT", "MR", "PT"], "string"))
+    )
+    rows = table.to_pylist()
+    random.Random(seed).shuffle(rows)
+    specs: list[str] = []
+    total = 0.0
+    for row in rows:
+        count = min(int(row["instanceCount"] or 1), max_files)
+        per_file = float(row["series_size_MB"] or 0) / max(int(row["instanceCount"] or 1), 1)
+        side = next((n for n in (512, 256, 128) if per_file >= 0.7 * n * n * 2 / 1e6), 64)
+        specs.append(f"{COLLECTION}:P{len(specs):04d}:{row['Modality']}:{count}:{side}")
+        total += count * side * side * 2 / 1e6
+        if total >= total_mb:
+            break
+    return specs
+
+
+def contenders(args: argparse.Namespace) -> list[str]:
+    names = ["raw", "tcia-utils", "mirror"]
+    if args.tuned_args:
+        names.append("mirror-tuned")
+    if args.threads_only:
+        names.append("mirror-threads")
+    return names
+
+
 def throughput(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
-    specs = [f"{COLLECTION}:P{i:03d}:CT:{args.files}:512" for i in range(args.series)]
+    if args.shape == "tcga":
+        specs = tcga_specs(args.total_mb, args.max_files, args.seed)
+    else:
+        specs = [f"{COLLECTION}:P{i:03d}:CT:{args.files}:512" for i in range(args.series)]
     proc, base = start_archive(scratch, specs, args.level, args.archive_args)
     try:
         rows = list_series(base, COLLECTION)
         uids = [r["SeriesInstanceUID"] for r in rows]
         files = sum(int(r["ImageCount"]) for r in rows)
         nbytes = sum(int(r["FileSize"]) for r in rows)
-        run_raw(base, uids, scratch / "warmup")  # fills the archive's on-disk cache
+        run_raw(base, uids, scratch / "warmup", 8)  # fills the archive's on-disk cache
         shutil.rmtree(scratch / "warmup")
-        samples: dict[str, list[float]] = {
-            "raw": [], "tcia-utils": [], "mirror": [], "mirror-threads": []
-        }  # fmt: skip
+        samples: dict[str, list[float]] = {name: [] for name in contenders(args)}
         for i in range(args.rounds):
-            samples["raw"].append(run_raw(base, uids, scratch / f"raw{i}"))
-            samples["tcia-utils"].append(run_tcia_utils(base, uids, scratch / f"tcia{i}")[0])
-            samples["mirror"].append(run_mirror(base, scratch / f"mirror{i}" / "dest", 2)[0])
-            threads_dest = scratch / f"mthreads{i}" / "dest"
-            samples["mirror-threads"].append(run_mirror(base, threads_dest, 0)[0])
-            for d in scratch.glob(f"*{i}"):
-                shutil.rmtree(d)
+            for name, values in samples.items():
+                dest = scratch / f"{name}{i}"
+                values.append(run_one(name, args, base, uids, dest))
+                shutil.rmtree(dest, ignore_errors=True)
     finally:
         proc.kill()
     return {"files": files, "bytes": nbytes, "series": len(uids), "seconds": samples}
+
+
+def run_one(name: str, args: argparse.Namespace, base: str, uids: list[str], dest: Path) -> float:
+    if name == "raw":
+        return run_raw(base, uids, dest, args.raw_threads)
+    if name == "tcia-utils":
+        return run_tcia_utils(base, uids, dest)[0]
+    workers, extra = {
+        "mirror": (2, []),
+        "mirror-tuned": (2, args.tuned_args.split()),
+        "mirror-threads": (0, []),
+    }[name]
+    return run_mirror(base, dest / "dest", workers, extra)[0]
 
 
 def memory(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
@@ -207,7 +270,7 @@ def memory(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     try:
         rows = list_series(base, COLLECTION)
         uids = [r["SeriesInstanceUID"] for r in rows]
-        run_raw(base, uids, scratch / "bigwarm")
+        run_raw(base, uids, scratch / "bigwarm", 8)
         shutil.rmtree(scratch / "bigwarm")
         wall, peaks, driver = run_mirror(base, scratch / "bigm" / "dest", 2)
         shutil.rmtree(scratch / "bigm")
@@ -229,10 +292,11 @@ def report(tp: dict[str, Any], mem: dict[str, Any] | None) -> dict[str, Any]:
     mb = tp["bytes"] / 1e6
     rates = {k: {"files_s": tp["files"] / s, "MB_s": mb / s} for k, s in med.items()}
     out: dict[str, Any] = {"throughput": tp, "median_seconds": med, "rates": rates}
-    out["ratio_to_raw"] = med["raw"] / med["mirror"]
-    out["ratio_to_tcia_utils"] = med["tcia-utils"] / med["mirror"]
-    out["threads_ratio_to_raw"] = med["raw"] / med["mirror-threads"]
-    out["threads_ratio_to_tcia_utils"] = med["tcia-utils"] / med["mirror-threads"]
+    out["ratios"] = {
+        name: {"to_raw": med["raw"] / med[name], "to_tcia_utils": med["tcia-utils"] / med[name]}
+        for name in med
+        if name.startswith("mirror")
+    }
     if mem:
         out["memory"] = mem
     return out
@@ -240,10 +304,17 @@ def report(tp: dict[str, Any], mem: dict[str, Any] | None) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--series", type=int, default=16)
-    ap.add_argument("--files", type=int, default=58)
+    ap.add_argument("--shape", choices=["uniform", "tcga"], default="tcga")
+    ap.add_argument("--total-mb", type=int, default=1000, help="tcga shape: collection size")
+    ap.add_argument("--max-files", type=int, default=300, help="tcga shape: cap per series")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--series", type=int, default=16, help="uniform shape: series count")
+    ap.add_argument("--files", type=int, default=58, help="uniform shape: files per series")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--level", type=int, default=0, help="archive deflate level (0 = stored)")
+    ap.add_argument("--raw-threads", type=int, default=8)
+    ap.add_argument("--tuned-args", default="", help="mirror-tuned: extra `mirror sync` args")
+    ap.add_argument("--threads-only", action="store_true", help="also time --threads-only")
     ap.add_argument("--big-files", type=int, default=4000, help="slices in the ~2 GB series")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--name", default="sync_throughput")
@@ -257,29 +328,26 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
     result = report(tp, mem)
     result["settings"] = vars(args)
+    result["load_average_at_end"] = list(os.getloadavg())
     path = write_result(args.name, result)
     r = result["rates"]
-    update_row(
-        args.name,
-        "files/s (MB/s)",
-        [
-            f"{r['mirror']['files_s']:.0f} ({r['mirror']['MB_s']:.0f})",
-            f"{r['raw']['files_s']:.0f} ({r['raw']['MB_s']:.0f}) raw GET+MD5+write",
-            f"{r['tcia-utils']['files_s']:.0f} ({r['tcia-utils']['MB_s']:.0f}) tcia-utils",
-            f"{result['ratio_to_raw']:.2f} of raw; {result['ratio_to_tcia_utils']:.1f}x tcia-utils",
-        ],
-    )
-    update_row(
-        args.name,
-        "files/s (MB/s), --threads-only",
-        [
-            f"{r['mirror-threads']['files_s']:.0f} ({r['mirror-threads']['MB_s']:.0f})",
-            f"{r['raw']['files_s']:.0f} ({r['raw']['MB_s']:.0f}) raw GET+MD5+write",
-            f"{r['tcia-utils']['files_s']:.0f} ({r['tcia-utils']['MB_s']:.0f}) tcia-utils",
-            f"{result['threads_ratio_to_raw']:.2f} of raw; "
-            f"{result['threads_ratio_to_tcia_utils']:.1f}x tcia-utils",
-        ],
-    )
+    for name, ratio in result["ratios"].items():
+        label = {
+            "mirror": "defaults",
+            "mirror-tuned": args.tuned_args,
+            "mirror-threads": "--threads-only",
+        }[name]
+        update_row(
+            args.name,
+            f"files/s (MB/s), mirror {label}",
+            [
+                f"{r[name]['files_s']:.0f} ({r[name]['MB_s']:.0f})",
+                f"{r['raw']['files_s']:.0f} ({r['raw']['MB_s']:.0f}) raw GET+MD5+write, "
+                f"{args.raw_threads} threads",
+                f"{r['tcia-utils']['files_s']:.0f} ({r['tcia-utils']['MB_s']:.0f}) tcia-utils",
+                f"{ratio['to_raw']:.2f} of raw; {ratio['to_tcia_utils']:.2f}x tcia-utils",
+            ],
+        )
     if mem:
         update_row(
             "sync_memory_2GB_series",
@@ -291,7 +359,7 @@ def main() -> None:
                 f"{mem['tcia_utils_peak'] / max(mem['mirror_worker_peak_max'], 1):.1f}x less",
             ],
         )
-    keys = ("median_seconds", "ratio_to_raw", "ratio_to_tcia_utils", "threads_ratio_to_raw")
+    keys = ("median_seconds", "ratios")
     print(json.dumps({k: result[k] for k in keys}, indent=2))
     print(f"wrote {path}")
 

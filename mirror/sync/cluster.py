@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import dask
+
 from mirror.config import ClusterConfig
 from mirror.errors import UsageError
 
@@ -36,7 +38,7 @@ class ClusterHandle:
 
 @contextmanager
 def open_cluster(config: ClusterConfig) -> Iterator[ClusterHandle]:
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if config.scheduler:
         try:
@@ -47,7 +49,22 @@ def open_cluster(config: ClusterConfig) -> Iterator[ClusterHandle]:
             yield _handle(client, config.kind)
         return
     processes = config.workers > 0
-    cluster = LocalCluster(  # type: ignore[no-untyped-call]
+    with dask.config.set(EMBEDDED_CONFIG):
+        cluster = _local_cluster(config, processes)
+    with cluster, Client(cluster) as client:  # type: ignore[no-untyped-call]
+        yield _handle(client, config.kind)
+
+
+# The worker profiler samples every thread's stack 100 times a second: with 8 download
+# threads per worker that is CPU the mirror needs for hashing, and nobody reads the
+# dashboard of an embedded cluster. A cluster given by --scheduler keeps its own settings.
+EMBEDDED_CONFIG = {"distributed.worker.profile.enabled": False}
+
+
+def _local_cluster(config: ClusterConfig, processes: bool) -> Any:
+    from distributed import LocalCluster
+
+    return LocalCluster(  # type: ignore[no-untyped-call]
         n_workers=max(config.workers, 1),
         threads_per_worker=config.threads,
         processes=processes,
@@ -57,8 +74,6 @@ def open_cluster(config: ClusterConfig) -> Iterator[ClusterHandle]:
         scheduler_kwargs={"dashboard_address": ":0"},
         silence_logs=logging.WARNING,
     )
-    with cluster, Client(cluster) as client:  # type: ignore[no-untyped-call]
-        yield _handle(client, config.kind)
 
 
 def _handle(client: Any, kind: str) -> ClusterHandle:
