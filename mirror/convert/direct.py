@@ -63,17 +63,10 @@ def supported(h: SliceHeader) -> bool:
 
 def read_file(fp: BinaryIO, planes: Sequence[Plane]) -> bool:
     """Fill every destination of one file; False means "decode this file with pydicom"."""
-    encapsulated: bytes | None = None
     for h, dest in planes:
         if dest.dtype != stored_dtype(h) or not dest.flags.c_contiguous:
             return False
-        if h.transfer_syntax in NATIVE:
-            ok = _native(fp, h, dest)
-        else:
-            if encapsulated is None:  # all frames of a file share one read
-                fp.seek(h.pixel_offset)
-                encapsulated = fp.read()
-            ok = _j2k(encapsulated, h, dest)
+        ok = _native(fp, h, dest) if h.transfer_syntax in NATIVE else _j2k(fp, h, dest)
         if not ok:
             return False
     return True
@@ -96,12 +89,14 @@ def _native(fp: BinaryIO, h: SliceHeader, dest: np.ndarray) -> bool:
     return True
 
 
-def _j2k(encapsulated: bytes, h: SliceHeader, dest: np.ndarray) -> bool:
+def _j2k(fp: BinaryIO, h: SliceHeader, dest: np.ndarray) -> bool:
     codec = _imagecodecs()
     if codec is None:
         return False
     try:
-        frame = get_frame(encapsulated, h.frame or 0, number_of_frames=h.n_frames)
+        # get_frame walks the items from the file, reading only this frame's fragments
+        fp.seek(h.pixel_offset)
+        frame = get_frame(fp, h.frame or 0, number_of_frames=h.n_frames)
         arr = np.asarray(codec.jpeg2k_decode(frame))
     except Exception:  # corrupt codestreams raise anything; pydicom then reports it
         return False
