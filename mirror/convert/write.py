@@ -3,8 +3,10 @@
 The root ``zarr.json`` carries ``ome`` (primary stack) and ``dicom`` (series provenance with
 ``dicom.schema``); until it is written the store has no ``dicom`` attribute and readers and
 :func:`mirror.convert.pipeline.volume_rows` ignore it. Further stacks live under
-``stacks/<k>/``. Slabs of exactly shard depth are decoded in parallel and written as whole
-shards; codecs are deterministic, so reconverting gives byte-identical chunks.
+``stacks/<k>/``. Slabs of exactly shard depth are decoded in parallel (pixel bytes read where
+the header scan located them, see :mod:`mirror.convert.direct`), mapped to output values once
+per slab, and written as whole shards encoded in the same pool (:mod:`mirror.convert.shards`);
+codecs are deterministic, so reconverting gives byte-identical chunks.
 """
 
 from __future__ import annotations
@@ -261,7 +263,9 @@ def _decode_block(
     return out
 
 
-def _slab_dtype(present: Sequence[tuple[int, SliceHeader]], values: ValuePlan) -> Any:
+def _slab_dtype(
+    present: Sequence[tuple[int, SliceHeader]], values: ValuePlan
+) -> np.dtype[Any] | None:
     """The stored dtype shared by a slab's planes when one value mapping fits them all."""
     if values.channels != 1 or values.kind not in _SLAB_KINDS or not present:
         return None
@@ -318,8 +322,10 @@ def _decode_slab(
             fallback.extend((k, h, p) for (k, h), p in zip(items, planes, strict=True))
     if identity and not fallback:
         return
-    if not fallback and len(present) == depth:
-        map_values(raw, present[0][1], values, out[0])  # one vectorised LUT for the slab
+    # one vectorised mapping for the whole slab; a float rescale computes in float64, so it
+    # stays per plane to keep its temporaries at plane size
+    if not fallback and len(present) == depth and values.kind != "rescale_float":
+        map_values(raw, present[0][1], values, out[0])
         return
     pydicom_planes = {k for k, _, _ in fallback}
     for k, h in present:
