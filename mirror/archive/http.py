@@ -14,15 +14,19 @@ import os
 import random
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
+import certifi
 import httpx
 import stamina
 import tenacity
+import urllib3
 
 from mirror.errors import (
     AccessDenied,
@@ -78,20 +82,32 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 
 def error_for(response: httpx.Response, body: str) -> MirrorError:
     """The error a non-200 answer means."""
-    status = response.status_code
+    return status_error(
+        response.status_code,
+        response.headers.get("Retry-After"),
+        response.url.path,
+        response.url.host,
+        body,
+    )
+
+
+def status_error(
+    status: int, retry_after_header: str | None, path: str, host: str, body: str
+) -> MirrorError:
+    """The error an HTTP status (with its Retry-After and body) means, whichever client."""
     snippet = body.strip().replace("\n", " ")[:200]
     if status == 400:
         return _bad_request(snippet)
     if status == 401:
-        return AuthError(f"archive refused the credentials (401) for {response.url.path}")
+        return AuthError(f"archive refused the credentials (401) for {path}")
     if status == 403:
         return AccessDenied(f"403 Forbidden: {snippet}")
-    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+    retry_after = retry_after_seconds(retry_after_header)
     if status == 429 or (status == 503 and retry_after is not None):
-        return RateLimited(f"rate limited ({status}) by {response.url.host}", retry_after)
+        return RateLimited(f"rate limited ({status}) by {host}", retry_after)
     if status >= 500:
         return ArchiveUnavailable(f"archive error {status}: {snippet}")
-    return ArchiveProtocolError(f"unexpected HTTP {status} from {response.url.path}: {snippet}")
+    return ArchiveProtocolError(f"unexpected HTTP {status} from {path}: {snippet}")
 
 
 def _bad_request(snippet: str) -> MirrorError:
@@ -134,11 +150,14 @@ class Transport:
         self.headers = headers
         self._client: httpx.Client | None = None
         self._pid = os.getpid()
+        self._bulk: urllib3.PoolManager | None = None
+        self._bulk_pid = os.getpid()
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_client"] = None
+        state["_bulk"] = None
         del state["_lock"]
         return state
 
@@ -164,7 +183,7 @@ class Transport:
                         max_connections=self.max_connections,
                         max_keepalive_connections=self.max_connections,
                     ),
-                    headers={"User-Agent": "tcia-mirror"},
+                    headers={"User-Agent": USER_AGENT},
                     follow_redirects=True,
                 )
             return self._client
@@ -174,6 +193,9 @@ class Transport:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+            if self._bulk is not None:
+                self._bulk.clear()
+                self._bulk = None
 
     def _auth_headers(self) -> dict[str, str]:
         return self.headers(self.client) if self.headers else {}
@@ -211,22 +233,81 @@ class Transport:
         return self.retry.backoff(state.attempt_number, rng)
 
     @contextmanager
-    def stream(self, endpoint: str, params: dict[str, str]) -> Iterator[httpx.Response]:
-        """Open a streamed GET (no retry); non-200 raises before the body is read."""
-        url = self.base_url + endpoint
+    def stream(self, endpoint: str, params: dict[str, str]) -> Iterator[Body]:
+        """Open a streamed GET (no retry); non-200 raises before the body is read.
+
+        Series bodies go through urllib3 rather than httpx: h11 parses chunked framing in
+        pure Python at ~2.5 ms more CPU per MB (more with Tomcat's 8 KiB chunks), which on
+        a small machine is a third of a core at 150 MB/s.
+        """
+        url = f"{self.base_url}{endpoint}?{urllib.parse.urlencode(params)}"
+        headers = {"User-Agent": USER_AGENT, **IDENTITY, **self._auth_headers()}
         try:
-            with self.client.stream(
-                # identity: the bytes we hash are the ZIP itself, never a gzip of it.
-                "GET",
-                url,
-                params=params,
-                headers={**IDENTITY, **self._auth_headers()},
-            ) as resp:
-                if resp.status_code != 200:
-                    raise error_for(resp, _head(resp))
-                yield resp
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, f"GET {endpoint}") from exc
+            resp = self.bulk.request(
+                "GET", url, headers=headers, preload_content=False, decode_content=False
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ArchiveUnavailable(f"GET {endpoint}: {type(exc).__name__}: {exc}") from exc
+        try:
+            if resp.status != 200:
+                parts = urllib.parse.urlsplit(url)
+                head = _bulk_head(resp)
+                raise status_error(
+                    resp.status,
+                    resp.headers.get("Retry-After"),
+                    parts.path,
+                    parts.hostname or "",
+                    head,
+                )
+            yield resp
+        except BaseException:
+            # A body not read to its end must not go back to the pool half-consumed.
+            resp.close()
+            raise
+        finally:
+            resp.release_conn()
+
+    @property
+    def bulk(self) -> urllib3.PoolManager:
+        with self._lock:
+            if self._bulk_pid != os.getpid():
+                self._bulk, self._bulk_pid = None, os.getpid()
+            if self._bulk is None:
+                self._bulk = bulk_pool(self.base_url, self.max_connections, self.timeouts())
+            return self._bulk
+
+    def timeouts(self) -> urllib3.Timeout:
+        return urllib3.Timeout(connect=self.connect_timeout, read=self.read_timeout)
+
+
+Body = urllib3.BaseHTTPResponse
+USER_AGENT = "tcia-mirror"
+
+
+def bulk_pool(base_url: str, max_connections: int, timeout: urllib3.Timeout) -> urllib3.PoolManager:
+    """A urllib3 pool honouring the proxy environment and CA bundle as httpx would."""
+    # Redirects are followed (as httpx does); nothing else is retried at this level.
+    retries = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5)
+    ca_certs = os.environ.get("SSL_CERT_FILE") or certifi.where()
+    options: dict[str, Any] = {
+        "maxsize": max_connections,
+        "timeout": timeout,
+        "retries": retries,
+        "ca_certs": ca_certs,
+    }
+    parts = urllib.parse.urlsplit(base_url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+        return urllib3.ProxyManager(proxy, **options)
+    return urllib3.PoolManager(**options)
+
+
+def _bulk_head(resp: Body, limit: int = 64 * 1024) -> str:
+    """The start of an error body from the bulk pool, bounded like :func:`_head`."""
+    try:
+        return resp.read(limit).decode("utf-8", "replace")
+    except (urllib3.exceptions.HTTPError, OSError):
+        return ""
 
 
 def _head(resp: httpx.Response, limit: int = 64 * 1024) -> str:

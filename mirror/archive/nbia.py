@@ -16,11 +16,11 @@ from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
-import httpx
+import urllib3
 
 from mirror.archive import parse
 from mirror.archive.auth import TokenManager, token_url_for
-from mirror.archive.http import InvalidParameter, RetryPolicy, Sleep, Transport
+from mirror.archive.http import Body, InvalidParameter, RetryPolicy, Sleep, Transport
 from mirror.archive.port import CollectionRecord, PatientRecord, SeriesRecord, StudyRecord
 from mirror.errors import TruncatedDownload
 from mirror.layout import check_uid
@@ -174,16 +174,19 @@ class NbiaArchive:
         return params
 
 
-def _chunks(resp: httpx.Response, series_uid: str) -> Iterator[bytes]:
+def _chunks(resp: Body, series_uid: str) -> Iterator[bytes]:
     """The body as chunks; a connection that dies mid-body is a :class:`TruncatedDownload`."""
     received = 0
     try:
-        # Yield what the socket delivers (at most ~64 KiB per read): progress stays visible
-        # on throttled links and memory stays flat.
-        for chunk in resp.iter_raw():
+        # Chunks of at most 1 MiB as they arrive: progress stays visible on throttled
+        # links and memory stays flat.
+        for chunk in resp.stream(_READ_BYTES, decode_content=False):
             received += len(chunk)
             yield chunk
-    except httpx.HTTPError as exc:
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise TruncatedDownload(
             f"series {series_uid}: stream ended after {received} bytes ({type(exc).__name__})"
         ) from exc
+
+
+_READ_BYTES = 1 << 20
