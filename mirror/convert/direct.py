@@ -77,8 +77,12 @@ def _native(fp: BinaryIO, h: SliceHeader, dest: np.ndarray) -> bool:
     index = h.frame or 0
     if h.pixel_length < (index + 1) * nbytes:
         return False  # short pixel data: pydicom's error message is the better one
-    fp.seek(h.pixel_offset + index * nbytes)
-    if fp.readinto(dest.reshape(-1).view(np.uint8)) != nbytes:  # type: ignore[attr-defined]
+    try:
+        fp.seek(h.pixel_offset + index * nbytes)
+        got = fp.readinto(dest.reshape(-1).view(np.uint8))  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError):  # streams without seek/readinto: pydicom
+        return False
+    if got != nbytes:
         return False
     if h.bits_stored < h.bits_allocated:
         # as pydicom's correct_unused_bits: unused high bits carry no value (PS3.5 8.1.1);
