@@ -116,7 +116,9 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
     ] = None,
     scratch_dir: Annotated[
         str | None,
-        typer.Option("--scratch-dir", help="Where workers extract series bound for S3 (default: TMPDIR)."),
+        typer.Option(
+            "--scratch-dir", help="Where workers extract series bound for S3 (default: TMPDIR)."
+        ),
     ] = None,
     changed_files: Annotated[
         Path | None,
