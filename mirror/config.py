@@ -32,7 +32,7 @@ class ClusterConfig:
     scheduler: str | None = None
     workers: int = 2
     threads: int = 8
-    http_slots: int = 4  # tcia_http resource per worker: concurrent downloads per process
+    http_slots: int = 8  # tcia_http resource per worker: concurrent downloads per process
     max_connections: int | None = None  # cluster-wide politeness cap (distributed.Semaphore)
 
     def __post_init__(self) -> None:
