@@ -25,14 +25,21 @@ DEFAULT_ARCHIVE_URL = "https://services.cancerimagingarchive.net/nbia-api/servic
 LEDGER_NAME = "ledger.sqlite"
 
 
+# 8 downloads per worker, 16 on the default 2 workers: tcia-utils runs 10 threads, the Data
+# Retriever 8 connections per host, and 20 are known to run cleanly against TCIA (nbia-api.md
+# §9); beyond that, 429s are honoured with backoff and --max-connections caps the cluster.
+DEFAULT_THREADS = 8
+DEFAULT_HTTP_SLOTS = 8
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterConfig:
     """Where tasks run: an address, or an embedded LocalCluster (``workers=0``: threads only)."""
 
     scheduler: str | None = None
     workers: int = 2
-    threads: int = 8
-    http_slots: int = 8  # tcia_http resource per worker: concurrent downloads per process
+    threads: int = DEFAULT_THREADS
+    http_slots: int = DEFAULT_HTTP_SLOTS  # tcia_http per worker: concurrent downloads per process
     max_connections: int | None = None  # cluster-wide politeness cap (distributed.Semaphore)
 
     def __post_init__(self) -> None:

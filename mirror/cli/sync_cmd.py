@@ -13,8 +13,9 @@ from typing import Annotated, Any
 import typer
 
 from mirror.cli import run
-from mirror.config import LEDGER_NAME as _LEDGER
 from mirror.config import (
+    DEFAULT_HTTP_SLOTS,
+    DEFAULT_THREADS,
     ClusterConfig,
     Selection,
     SyncConfig,
@@ -23,6 +24,7 @@ from mirror.config import (
     scheduler_from_env,
     store_options_from_env,
 )
+from mirror.config import LEDGER_NAME as _LEDGER
 from mirror.errors import EXIT_OK, EXIT_PARTIAL, EXIT_VERIFY
 from mirror.layout import DEFAULT_TEMPLATE
 from mirror.sync.plan import DEFAULT_MAX_DELETE, MaxDelete
@@ -96,10 +98,12 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
     threads_only: Annotated[
         bool, typer.Option("--threads-only", help="Same as --workers 0: one in-process worker.")
     ] = False,
-    threads: Annotated[int, typer.Option("--threads", help="Threads per worker.")] = 8,
+    threads: Annotated[
+        int, typer.Option("--threads", help="Threads per worker.")
+    ] = DEFAULT_THREADS,
     http_slots: Annotated[
         int, typer.Option("--downloads-per-worker", help="Concurrent series downloads per worker.")
-    ] = 4,
+    ] = DEFAULT_HTTP_SLOTS,
     max_connections: Annotated[
         int | None,
         typer.Option("--max-connections", help="Cluster-wide cap on concurrent downloads."),
