@@ -25,7 +25,6 @@ from mirror.storage.oserrors import store_errors
 from mirror.storage.port import Store
 from mirror.sync import commit
 from mirror.sync.audit import iter_sidecars, read_sidecar, verify_series
-from mirror.sync.fetch import stream_limit
 from mirror.sync.unzip import StreamMeter, extract_stream
 from mirror.sync.verify_zip import ExtractedSeries
 
@@ -161,7 +160,6 @@ def _fetch_verified(
                 stream,
                 max_entry_bytes=settings.max_entry_bytes,
                 max_series_bytes=settings.max_series_bytes,
-                stream_limit=stream_limit(task.record, settings.max_series_bytes),
             )
     finally:
         meter.bytes += stream.received

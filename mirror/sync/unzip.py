@@ -8,8 +8,9 @@ while it is written into the (invisible) staging folder.
 
 Nothing is trusted. Names are checked before a file is created, sizes are bounded while
 streaming, and once the body has ended the central directory (which arrives last and alone
-holds file modes) is read back from a bounded tail window and must agree with what was
-streamed: same names in the same order, same sizes and CRCs, plain files, stored or DEFLATE.
+holds file modes) is read back from a tail window sized by the listing's ImageCount and
+must agree with what was streamed: same names in the same order, same sizes, plain files,
+stored or DEFLATE.
 Only then are the MD5s compared with ``md5hashes.csv`` and the count and size with the listing.
 """
 
@@ -37,8 +38,38 @@ from mirror.errors import (
 from mirror.layout import InstanceEntry
 from mirror.sync import verify_zip as vz
 
-# The central directory of a 4,000-instance series is ~300 KB; 16 MiB bounds the tail kept.
-_TAIL_BYTES = 16 * 2**20
+# A ZIP of N files of total size S is at most S plus headers, descriptors and DEFLATE's
+# worst-case expansion of incompressible data (~0.03 %): 1 % and 64 KiB/entry is ample.
+_SLACK_FRACTION = 0.01
+_SLACK_PER_ENTRY = 64 * 1024
+_SLACK_FIXED = 4 * 2**20
+
+
+def stream_limit(record: SeriesRecord, max_series_bytes: int) -> int:
+    """How many bytes a ZIP of ``record`` may plausibly take on the wire."""
+    if not record.file_size:
+        return max_series_bytes
+    plausible = (
+        record.file_size * (1 + _SLACK_FRACTION)
+        + _SLACK_PER_ENTRY * max(record.image_count, 1)
+        + _SLACK_FIXED
+    )
+    return min(max_series_bytes, int(plausible))
+
+
+# A central-directory entry is 46 bytes plus a name of at most ~110 and small extras, so
+# 1 KiB per entry (instances, LICENSE, CSV) is ample: a 4,000-instance series keeps ~4 MiB
+# of tail rather than a fixed 16 MiB copied and held for every download in flight.
+_TAIL_PER_ENTRY = 1024
+_TAIL_FIXED = 64 * 1024
+_TAIL_MAX = 16 * 2**20
+
+
+def tail_bytes(record: SeriesRecord) -> int:
+    """How much of the stream's end to keep for reading back the central directory."""
+    if not record.image_count:
+        return _TAIL_MAX
+    return min(_TAIL_MAX, _TAIL_FIXED + _TAIL_PER_ENTRY * (record.image_count + 2))
 
 
 @dataclass(slots=True)
@@ -50,15 +81,16 @@ class StreamMeter:
 
 @dataclass(slots=True)
 class _Tail:
-    """The last ``_TAIL_BYTES`` or more of the stream, as the chunks that carried them."""
+    """The last ``keep`` or more bytes of the stream, as the chunks that carried them."""
 
+    keep: int
     chunks: collections.deque[bytes] = field(default_factory=collections.deque)
     size: int = 0
 
     def add(self, chunk: bytes) -> None:
         self.chunks.append(chunk)
         self.size += len(chunk)
-        while self.size - len(self.chunks[0]) >= _TAIL_BYTES:
+        while self.size - len(self.chunks[0]) >= self.keep:
             self.size -= len(self.chunks.popleft())
 
     def directory(self) -> list[zipfile.ZipInfo]:
@@ -75,10 +107,9 @@ class _Tail:
 class _Streamed:
     """What the local headers and bodies showed, in stream order."""
 
-    order: list[str] = field(default_factory=list)
     folded: set[str] = field(default_factory=set)
     entries: dict[str, InstanceEntry] = field(default_factory=dict)
-    sizes: dict[str, int] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)  # every entry, in stream order
     csv: bytes | None = None
     has_license: bool = False
     instance_bytes: int = 0
@@ -93,13 +124,15 @@ def extract_stream(
     *,
     max_entry_bytes: int,
     max_series_bytes: int,
-    stream_limit: int,
 ) -> vz.ExtractedSeries:
-    """Extract the ZIP carried by ``chunks`` into ``dest_dir`` (must exist) and verify it."""
-    tail = _Tail()
-    body = _bounded(
-        chunks, record, meter, tail, max_series_bytes=max_series_bytes, limit=stream_limit
-    )
+    """Extract the ZIP carried by ``chunks`` into ``dest_dir`` (must exist) and verify it.
+
+    More than ``max_series_bytes`` on the wire is hostile (UnsafeArchiveEntry, not retried);
+    more than the listing's FileSize allows means the listing is stale (IncompleteSeries).
+    """
+    tail = _Tail(tail_bytes(record))
+    limit = stream_limit(record, max_series_bytes)
+    body = _bounded(chunks, record, meter, tail, max_series_bytes=max_series_bytes, limit=limit)
     streamed = _Streamed()
     with _unzip_errors(record.series_uid):
         for raw_name, _size, data in su.stream_unzip(body, allowed_encryption_mechanisms=()):
@@ -172,7 +205,6 @@ def _checked_name(raw_name: bytes, streamed: _Streamed) -> str:
     if name.casefold() in streamed.folded:
         raise UnsafeArchiveEntry(f"duplicate ZIP entry {name!r}")
     streamed.folded.add(name.casefold())
-    streamed.order.append(name)
     return name
 
 
@@ -243,9 +275,10 @@ def _check_directory(
     for info in infos:
         vz.check_entry(info, max_entry_bytes)
     listed = [info.filename for info in infos]
-    if listed != streamed.order:
+    held = list(streamed.sizes)
+    if listed != held:
         raise UnsafeArchiveEntry(
-            f"ZIP central directory lists {listed[:3]}..., the stream held {streamed.order[:3]}..."
+            f"ZIP central directory lists {listed[:3]}..., the stream held {held[:3]}..."
         )
     for info in infos:
         if info.file_size != streamed.sizes.get(info.filename):

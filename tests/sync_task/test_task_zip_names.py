@@ -38,3 +38,19 @@ def test_csv_parsing_normalises_and_rejects() -> None:
                 b"Filename,MD5Hash\na," + b"1" * 33 + b"\n"):
         with pytest.raises(ArchiveProtocolError):
             parse_md5_csv(bad)
+
+
+def test_central_directory_tail_is_sized_by_the_listing() -> None:
+    from datetime import date
+
+    from mirror.archive.port import SeriesRecord
+    from mirror.sync.unzip import tail_bytes
+
+    def record(count: int) -> SeriesRecord:
+        return SeriesRecord(series_uid="1.2.3", study_uid="1.2", patient_id="P", collection="C",
+                            modality="CT", image_count=count, file_size=count * 1000,
+                            date_released=date(2024, 1, 2))
+
+    assert tail_bytes(record(0)) == 16 * 2**20  # count unknown: the fixed ceiling
+    assert tail_bytes(record(4000)) == 64 * 1024 + 1024 * 4002
+    assert tail_bytes(record(10**6)) == 16 * 2**20
