@@ -151,7 +151,6 @@ class Transport:
         self._client: httpx.Client | None = None
         self._pid = os.getpid()
         self._bulk: urllib3.PoolManager | None = None
-        self._bulk_pid = os.getpid()
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -165,12 +164,18 @@ class Transport:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
+    def _own_process(self) -> None:
+        """Drop both pools in a forked child: it must not share the parent's sockets.
+
+        Called with ``_lock`` held.
+        """
+        if self._pid != os.getpid():
+            self._client, self._bulk, self._pid = None, None, os.getpid()
+
     @property
     def client(self) -> httpx.Client:
         with self._lock:
-            if self._pid != os.getpid():
-                # A forked child must not share the parent's sockets: start a fresh pool.
-                self._client, self._pid = None, os.getpid()
+            self._own_process()
             if self._client is None:
                 self._client = httpx.Client(
                     timeout=httpx.Timeout(
@@ -270,8 +275,7 @@ class Transport:
     @property
     def bulk(self) -> urllib3.PoolManager:
         with self._lock:
-            if self._bulk_pid != os.getpid():
-                self._bulk, self._bulk_pid = None, os.getpid()
+            self._own_process()
             if self._bulk is None:
                 self._bulk = bulk_pool(self.base_url, self.max_connections, self.timeouts())
             return self._bulk
