@@ -34,14 +34,8 @@ def assert_nothing_partial(dest: Path, sim: SimArchive) -> dict[str, SeriesSidec
     MD5s, and every visible .dcm is byte-identical to some version the archive served."""
     sidecars: dict[str, SeriesSidecar] = {}
     for folder, files in visible_series(dest).items():
-        assert SIDECAR_NAME in files, f"{folder}: files without a sidecar"
-        sidecar = SeriesSidecar.from_json(files.pop(SIDECAR_NAME))
+        sidecar = checked_folder(folder, files)
         assert sidecar.path == folder
-        files.pop("LICENSE", None)
-        listed = {i.name: i.md5 for i in sidecar.instances}
-        assert set(files) == set(listed), folder
-        for name, data in files.items():
-            assert hashlib.md5(data).hexdigest() == listed[name], f"{folder}/{name}"
         sidecars[sidecar.series_uid] = sidecar
     return sidecars
 
@@ -66,12 +60,19 @@ def store_sidecars(store: Store) -> dict[str, SeriesSidecar]:
         folders.setdefault(folder, {})[name] = store.get_bytes(key)
     sidecars: dict[str, SeriesSidecar] = {}
     for folder, files in folders.items():
-        assert SIDECAR_NAME in files, f"{folder}: files without a sidecar"
-        sidecar = SeriesSidecar.from_json(files.pop(SIDECAR_NAME))
-        files.pop("LICENSE", None)
-        listed = {i.name: i.md5 for i in sidecar.instances}
-        assert set(files) == set(listed), folder
-        for name, data in files.items():
-            assert hashlib.md5(data).hexdigest() == listed[name], f"{folder}/{name}"
+        sidecar = checked_folder(folder, files)
         sidecars[sidecar.series_uid] = sidecar
     return sidecars
+
+
+def checked_folder(folder: str, files: dict[str, bytes]) -> SeriesSidecar:
+    """One visible series folder: a sidecar naming exactly its files, each with its MD5."""
+    files = dict(files)
+    assert SIDECAR_NAME in files, f"{folder}: files without a sidecar"
+    sidecar = SeriesSidecar.from_json(files.pop(SIDECAR_NAME))
+    files.pop("LICENSE", None)
+    listed = {i.name: i.md5 for i in sidecar.instances}
+    assert set(files) == set(listed), folder
+    for name, data in files.items():
+        assert hashlib.md5(data).hexdigest() == listed[name], f"{folder}/{name}"
+    return sidecar
