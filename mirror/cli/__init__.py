@@ -58,8 +58,23 @@ def configure_logging(verbose: int, quiet: bool, log_format: str) -> None:
     root.setLevel(logging.WARNING)
     logging.getLogger("mirror").setLevel(level)
     if verbose < 2:
-        for noisy in ("httpx", "httpcore", "distributed", "botocore", "s3fs", "aiobotocore"):
+        for noisy in ("httpx", "httpcore", "botocore", "s3fs", "aiobotocore"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    _quiet_dask(logging.INFO if verbose else logging.WARNING)
+
+
+def _quiet_dask(level: int) -> None:
+    """Cluster start/stop chatter (nanny closed, scheduler closing comms) only with ``-v``.
+
+    ``distributed`` sets its own logger to INFO when it is first imported, which happens
+    lazily inside commands, after this runs: so the level goes into dask's config, which
+    that import reads, as well as onto the logger for an import that already happened.
+    """
+    import dask.config
+
+    name = logging.getLevelName(level).lower()
+    dask.config.set({"logging": {"distributed": name}})
+    logging.getLogger("distributed").setLevel(level)
 
 
 def run(call: Callable[[], T]) -> T:

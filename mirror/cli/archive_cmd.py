@@ -39,6 +39,28 @@ Big = Annotated[
         help="Extra series COLLECTION:PATIENT:MODALITY:N:SIZE, e.g. BIG:P1:CT:4000:512.",
     ),
 ]
+Collections = Annotated[
+    list[str],
+    typer.Option("--collection", help="tcga preset: only this collection (repeatable)."),
+]
+MaxSeries = Annotated[
+    int, typer.Option("--max-series", min=0, help="tcga preset: series per collection (0 = all).")
+]
+MaxInstances = Annotated[
+    int,
+    typer.Option("--max-instances", min=0, help="tcga preset: instances per series (0 = all)."),
+]
+Scale = Annotated[
+    int, typer.Option("--scale", min=1, help="tcga preset: pixel matrices are 512/SCALE square.")
+]
+Catalog = Annotated[
+    Path | None,
+    typer.Option(
+        "--catalog",
+        help="tcga preset: the catalogue Parquet (default: $MIRROR_CATALOG_DIR, then "
+        "shared/data beside the checkout).",
+    ),
+]
 ArchiveUrl = Annotated[
     str | None,
     typer.Option("--archive", envvar="MIRROR_ARCHIVE_URL", help="NBIA v4 base URL."),
@@ -57,12 +79,26 @@ def serve(
     bandwidth: Bandwidth = None,
     max_connections: MaxConn = None,
     series: Big = [],  # noqa: B006  (typer reads the default; never mutated)
+    collection: Collections = [],  # noqa: B006
+    max_series: MaxSeries = 20,
+    max_instances: MaxInstances = 200,
+    scale: Scale = 8,
+    catalog: Catalog = None,
 ) -> None:
     """Serve a simulated NBIA v4 archive in the foreground until Ctrl-C."""
     from mirror.archive.sim import FaultConfig, SimArchive, start_server
+    from mirror.errors import UsageError
+
+    shape = {"collections": collection or None, "max_series": max_series or None,
+             "max_instances": max_instances or None, "scale": scale, "catalog": catalog}
+    if preset != "tcga" and (collection or catalog):
+        run(lambda: _refuse(UsageError("--collection and --catalog shape the tcga preset only")))
 
     def build() -> SimArchive:
-        sim = SimArchive.preset(preset, seed=seed, data_dir=data, compresslevel=compresslevel)
+        options = shape if preset == "tcga" else {}
+        sim = SimArchive.preset(
+            preset, seed=seed, data_dir=data, compresslevel=compresslevel, **options
+        )
         for spec in series:
             _add_spec(sim, spec)
         sim.faults = FaultConfig(
@@ -79,6 +115,10 @@ def serve(
         typer.echo("stopping", err=True)
     finally:
         server.stop()
+
+
+def _refuse(error: Exception) -> None:
+    raise error
 
 
 def _add_spec(sim: SimArchive, spec: str) -> None:

@@ -90,17 +90,34 @@ def _print_table(table: Any, limit: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from mirror.index.output import text_cells
+    from mirror.index.output import (
+        fits_horizontally,
+        fits_whole,
+        readable_widths,
+        text_cells,
+        vertical_lines,
+    )
 
     names, cells = text_cells(table, limit)
-    view = Table(*names, show_lines=False)
-    for row in cells:
-        view.add_row(*row)
     console = Console()
-    console.print(view)
+    wide = not fits_horizontally(names, cells, console.width)
+    if wide:
+        for line in vertical_lines(names, cells, console.width):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+    else:
+        view = Table(show_lines=False)
+        for name, least in zip(names, readable_widths(names, cells), strict=True):
+            view.add_column(name, min_width=least, overflow="ellipsis")
+        for row in cells:
+            view.add_row(*row)
+        console.print(view)
     shown = min(limit, table.num_rows)
     more = f" ({shown} shown)" if shown < table.num_rows else ""
-    console.print(f"{table.num_rows} rows{more}")
+    if wide:
+        more += "; too wide for a table, one row per block"
+    if not fits_whole(names, cells, console.width):
+        more += "; cells cut to fit: --format csv|json for full values"
+    console.print(f"{table.num_rows} rows{more}", markup=False)
 
 
 def export(

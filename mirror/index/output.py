@@ -70,3 +70,50 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
+
+
+# A terminal column narrower than this shows "2…" for a UID and helps nobody: below it the
+# result is printed one record per block, as DuckDB's CLI and psql's \x do.
+MIN_READABLE = 10
+
+
+def natural_widths(names: list[str], cells: list[list[str]]) -> list[int]:
+    """The width each column's longest text (or name) takes."""
+    return [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(names)]
+
+
+def readable_widths(names: list[str], cells: list[list[str]]) -> list[int]:
+    """The width each column needs to stay readable: its text, but at most ``MIN_READABLE``."""
+    return [min(w, MIN_READABLE) for w in natural_widths(names, cells)]
+
+
+def table_width(widths: list[int]) -> int:
+    """Characters a table with these column widths takes: text, padding and borders."""
+    return sum(w + 3 for w in widths) + 1
+
+
+def fits_horizontally(names: list[str], cells: list[list[str]], width: int) -> bool:
+    """True if every column can keep its readable width on a ``width``-wide terminal."""
+    return table_width(readable_widths(names, cells)) <= width
+
+
+def fits_whole(names: list[str], cells: list[list[str]], width: int) -> bool:
+    """True if no cell has to be cut on a ``width``-wide terminal."""
+    return table_width(natural_widths(names, cells)) <= width
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` on one line, cut to ``width`` characters with an ellipsis."""
+    flat = text.replace("\n", " ")
+    return flat if len(flat) <= width else flat[: max(width - 1, 0)] + "…"
+
+
+def vertical_lines(names: list[str], cells: list[list[str]], width: int) -> list[str]:
+    """One block per row, ``name | value`` a line, values clipped to the terminal width."""
+    pad = max(len(n) for n in names) if names else 0
+    room = max(width - pad - 3, 8)
+    lines: list[str] = []
+    for number, row in enumerate(cells, start=1):
+        lines.append(f"-[ row {number} ]".ljust(width, "-")[:width])
+        lines.extend(f"{n.ljust(pad)} | {clip(v, room)}" for n, v in zip(names, row, strict=True))
+    return lines

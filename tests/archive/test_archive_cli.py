@@ -57,3 +57,39 @@ def test_serve_rejects_a_bad_series_spec() -> None:
         app, ["archive", "serve", "--port", "0", "--preset", "tiny", "--series", "nope"]
     )
     assert out.exit_code == 2
+
+
+@pytest.mark.slow
+def test_serve_shapes_the_tcga_preset_from_the_command_line() -> None:
+    cmd = [
+        sys.executable, "-c", "from mirror.cli import main; main()", "archive", "serve",
+        "--preset", "tcga", "--port", "0", "--collection", "TCGA-KIRC", "--max-series", "3",
+        "--max-instances", "4", "--scale", "32",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.endswith("/nbia-api/services/v4/")
+        names = [c["Collection"] for c in httpx.get(url + "getCollectionValues", timeout=60).json()]
+        assert names == ["TCGA-KIRC"]
+        rows = httpx.get(url + "getSeries", params={"Collection": "TCGA-KIRC"}, timeout=60).json()
+        assert len(rows) == 3 and all(1 <= int(r["ImageCount"]) <= 4 for r in rows)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_serve_refuses_tcga_options_on_other_presets_and_a_bad_catalogue(tmp_path) -> None:
+    other = CliRunner().invoke(
+        app, ["archive", "serve", "--port", "0", "--preset", "tiny", "--collection", "TCGA-KIRC"]
+    )
+    assert other.exit_code == 2 and "tcga preset only" in other.output
+    bad = tmp_path / "catalog.parquet"
+    bad.write_bytes(b"not parquet")
+    out = CliRunner().invoke(
+        app, ["archive", "serve", "--port", "0", "--preset", "tcga", "--catalog", str(bad)]
+    )
+    assert out.exit_code == 2 and "cannot read the series catalogue" in out.output

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mirror.archive.sim import SimArchive
-from mirror.archive.sim.presets import TCGA_CATALOG
+from mirror.archive.sim.presets import CATALOG_NAME, catalog_candidates, find_catalog
 from mirror.errors import UsageError
 
 
@@ -40,12 +40,11 @@ def test_unknown_preset_is_a_usage_error() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not TCGA_CATALOG.exists(), reason="catalogue not present")
 def test_tcga_preset_follows_the_catalogue() -> None:
     sim = SimArchive.preset("tcga", collections=["TCGA-KIRC"], max_series=15, scale=16)
     uids = sim.series_uids()
     assert len(uids) == 15
-    table = pq.read_table(TCGA_CATALOG)
+    table = pq.read_table(find_catalog())
     table = table.filter(pc.is_in(table["SeriesInstanceUID"], value_set=_strings(uids)))
     expected = {r["SeriesInstanceUID"]: r for r in table.to_pylist()}
     for uid in uids:
@@ -73,3 +72,21 @@ def test_data_dir_caches_bytes(tmp_path: Path) -> None:
     cached = list(tmp_path.rglob("*.dcm"))
     assert len(cached) == 1 and cached[0].read_bytes() == first
     assert SimArchive.preset("tiny", seed=0, data_dir=tmp_path).instance_bytes(uid, 0) == first
+
+
+def test_catalog_is_found_only_in_the_documented_places(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MIRROR_CATALOG_DIR", str(tmp_path))
+    assert catalog_candidates()[0] == tmp_path / CATALOG_NAME
+    beside_checkout = Path(__file__).resolve().parents[3] / "shared" / "data" / CATALOG_NAME
+    assert catalog_candidates()[1:] == [beside_checkout]
+    (tmp_path / CATALOG_NAME).write_bytes(b"")
+    assert find_catalog() == tmp_path / CATALOG_NAME
+
+
+def test_missing_catalog_is_a_usage_error_naming_the_places(tmp_path, monkeypatch) -> None:
+    import mirror.archive.sim.presets as presets
+
+    monkeypatch.setenv("MIRROR_CATALOG_DIR", str(tmp_path))
+    monkeypatch.setattr(presets, "catalog_candidates", lambda: [tmp_path / CATALOG_NAME])
+    with pytest.raises(UsageError, match="MIRROR_CATALOG_DIR"):
+        SimArchive.preset("tcga", collections=["TCGA-KIRC"])

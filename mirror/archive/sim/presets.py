@@ -11,23 +11,33 @@ from typing import Any
 from mirror.archive.sim.model import SimArchive
 from mirror.errors import UsageError
 
-
-def _find_catalog(name: str) -> Path:
-    """The IDC series catalogue: ``$MIRROR_CATALOG_DIR``, else ``shared/data`` beside the
-    checkout (where CI and developers have it), else the workplace's fixed path.
-
-    Resolved once at import; the file is only read when the ``tcga`` preset is built.
-    """
-
-    candidates = [
-        Path(os.environ.get("MIRROR_CATALOG_DIR", "/nonexistent")) / name,
-        Path(__file__).resolve().parents[4] / "shared" / "data" / name,
-        Path("/work/shared/data") / name,
-    ]
-    return next((c for c in candidates if c.exists()), candidates[-1])
+CATALOG_NAME = "tcga_catalog.parquet"
 
 
-TCGA_CATALOG = _find_catalog("tcga_catalog.parquet")
+def catalog_candidates() -> list[Path]:
+    """Where the IDC series catalogue is looked for, in order: ``$MIRROR_CATALOG_DIR``, then
+    ``shared/data`` beside the checkout (where CI and developers have it)."""
+    places = []
+    if os.environ.get("MIRROR_CATALOG_DIR"):
+        places.append(Path(os.environ["MIRROR_CATALOG_DIR"]) / CATALOG_NAME)
+    # mirror/archive/sim/presets.py -> the checkout's parent folder
+    places.append(Path(__file__).resolve().parents[4] / "shared" / "data" / CATALOG_NAME)
+    return places
+
+
+def find_catalog() -> Path:
+    """The first catalogue that exists; a usage error naming every place looked at if none."""
+    places = catalog_candidates()
+    found = next((p for p in places if p.is_file()), None)
+    if found is None:
+        looked = ", ".join(str(p) for p in places)
+        raise UsageError(
+            f"the tcga preset needs {CATALOG_NAME}: set MIRROR_CATALOG_DIR to its folder, "
+            f"or pass --catalog FILE (looked in: {looked})"
+        )
+    return found
+
+
 RADIOLOGY = ("CT", "MR", "PT", "CR", "DX", "MG", "NM", "OT")
 
 # (collection, patient, modality, instances, size, extra add_series kwargs)
@@ -89,7 +99,7 @@ def tcga(
     max_series: int | None = 20,
     max_instances: int | None = 200,
     scale: int = 8,
-    catalog: Path | str = TCGA_CATALOG,
+    catalog: Path | str | None = None,
 ) -> SimArchive:
     """Series shaped like TCGA radiology in the IDC catalogue (real names, UIDs, counts).
 
@@ -97,9 +107,8 @@ def tcga(
     ``max_instances`` caps instances per series so the archive fits a laptop.
     """
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    table = pq.read_table(catalog)
+    table = _read_catalog(Path(catalog) if catalog is not None else find_catalog())
     table = table.filter(pc.is_null(table["analysis_result_id"]))
     table = table.filter(pc.is_in(table["Modality"], value_set=_pa_strings(RADIOLOGY)))
     if collections:
@@ -128,6 +137,16 @@ def tcga(
             study_date=row["StudyDate"],
         )
     return sim
+
+
+def _read_catalog(path: Path) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise UsageError(f"cannot read the series catalogue {path}: {exc}") from exc
 
 
 def _pa_strings(values: Sequence[str]) -> Any:
