@@ -128,13 +128,21 @@ class Ledger:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._conn.execute("BEGIN IMMEDIATE")
+        # A full or failing state dir (SQLITE_FULL, SQLITE_IOERR) is a destination-class
+        # error: StoreError, exit 4, never a traceback.
         try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        except (sqlite3.OperationalError, OSError) as exc:
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot write the ledger {self.path}: {exc}") from exc
 
     def conn_pragmas(self) -> tuple[str, int]:
         """(journal_mode, synchronous) as SQLite reports them (2 = FULL)."""

@@ -1,0 +1,98 @@
+"""Issue 12 ("Trust"): the mirror never keeps stale or damaged bytes while exiting 0.
+
+Each test drives the real CLI or ``sync()`` against the simulated archive over HTTP and
+judges the result from outside: the files a reader sees, the exit code, the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mirror.archive.sim import SimArchive, SimServer
+from mirror.cli import app
+
+
+@pytest.fixture
+def cli(archive_server: SimServer, dest: Path):  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+
+    def invoke(*args: str):  # type: ignore[no-untyped-def]
+        argv = list(args)
+        if argv[0] == "sync":
+            argv += ["--archive", archive_server.base_url, "--threads-only", "--threads", "4"]
+        return runner.invoke(app, [*argv, "--dest", str(dest)])
+
+    return invoke
+
+
+def _fill(folder: Path) -> None:
+    """Write until the file system answers ENOSPC."""
+    fd = os.open(folder / "ballast", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 4096)
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB tmpfs (root only); skipped where mounting is not allowed."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+# --- 6: a full state dir exits 4 with a message, never a traceback ----------------------
+
+
+def test_full_state_dir_exits_4_without_traceback(  # type: ignore[no-untyped-def]
+    cli, sim: SimArchive, small_disk: Path
+) -> None:
+    state = small_disk / "state"
+    state.mkdir()
+    first = cli("sync", "--state-dir", str(state))
+    assert first.exit_code == 0, first.output
+
+    sim.replace_instance(sim.series_uids()[0])
+    _fill(small_disk)
+    with pytest.raises(OSError) as full:
+        (small_disk / "probe").write_bytes(b"x" * 8192)
+    assert full.value.errno == errno.ENOSPC
+
+    again = cli("sync", "--state-dir", str(state))
+    assert again.exit_code == 4, again.output
+    assert "Traceback" not in again.output and again.exception is None or isinstance(
+        again.exception, SystemExit
+    )
+    assert "ledger" in again.output and "No space left" in again.output
+
+    (small_disk / "ballast").unlink()
+    (state / "sync.lock").unlink()
+    (state / "ledger.sqlite").unlink()
+    for leftover in state.iterdir():
+        leftover.unlink()
+    _fill(small_disk)  # now a fresh state dir on a full disk: the lock holder cannot be written
+    fresh = cli("sync", "--state-dir", str(state))
+    assert fresh.exit_code == 4, fresh.output
+    assert isinstance(fresh.exception, SystemExit)
+    assert "run lock" in fresh.output and "No space left" in fresh.output
