@@ -164,12 +164,6 @@ def sidecar_key(path: str) -> str:
     return f"{path}/{SIDECAR_NAME}"
 
 
-def files_present(store: Store, sidecar: SeriesSidecar) -> bool:
-    """Cheap check (one listing) that every file the sidecar names is still there."""
-    present = {key.rsplit("/", 1)[-1] for key in store.list(sidecar.path)}
-    return all(i.name in present for i in sidecar.instances)
-
-
 # --- commit ------------------------------------------------------------------------------
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from synchelp import SyncFn, assert_mirror_equals_archive, next_day
+
 from mirror.archive.sim import SimArchive, SimServer
 from mirror.cli import app
 
@@ -96,3 +98,31 @@ def test_full_state_dir_exits_4_without_traceback(  # type: ignore[no-untyped-de
     assert fresh.exit_code == 4, fresh.output
     assert isinstance(fresh.exception, SystemExit)
     assert "run lock" in fresh.output and "No space left" in fresh.output
+
+
+# --- 2: a re-download repairs damage instead of calling it "unchanged" --------------------
+
+
+def _series_dir(dest: Path, uid: str) -> Path:
+    return next(p.parent for p in dest.rglob("_series.json") if p.parent.name == uid and
+                "_attic" not in p.parts)
+
+
+def test_redownload_repairs_damaged_local_files(
+    run_sync: SyncFn, sim: SimArchive, dest: Path
+) -> None:
+    assert run_sync().exit_code == 0
+    uid = sim.series_uids()[0]
+    files = sorted(_series_dir(dest, uid).glob("*.dcm"))
+    flipped = bytearray(files[0].read_bytes())
+    flipped[-1] ^= 0xFF
+    files[0].write_bytes(bytes(flipped))  # same size, wrong bytes
+    files[1].write_bytes(files[1].read_bytes()[:100])  # truncated
+    next_day(sim)
+    sim.rerelease_series(uid)  # same content, new DateReleased: the sync downloads it again
+
+    again = run_sync()
+    assert again.exit_code == 0, again.failures
+    assert again.counts["unchanged"] == len(sim.series_uids()) - 1
+    assert again.counts["updated"] == 1
+    assert_mirror_equals_archive(dest, sim)  # every visible file is the archive's bytes
