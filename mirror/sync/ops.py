@@ -114,19 +114,26 @@ class VerifyReport:
 
 
 def verify(store: Store, ledger_path: Path, *, deep: bool, threads: int = 8) -> VerifyReport:
-    """Check every present series against its sidecar; broken ones go back to ``failed``.
+    """Check every held series against its sidecar; broken ones go back to ``failed``.
 
     Marking them failed (not present) makes the next ``mirror sync`` fetch them again.
+    "Held" is every series with a committed copy, whatever its state now: one that an
+    earlier verify (or a failed update) marked ``failed`` is still visible to readers,
+    so it is checked and reported on every run until a sync repairs it.
     """
     with _existing_ledger(ledger_path) as ledger:
-        present = [e for e in ledger.entries().values() if e.state == "present"]
+        held = [e for e in ledger.entries().values() if _held(e)]
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            found = list(pool.map(lambda e: _check(store, e, deep=deep), present))
+            found = list(pool.map(lambda e: _check(store, e, deep=deep), held))
         broken = tuple(p for p in found if p is not None)
         run_id = "verify-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         for problem in broken:
             ledger.mark_broken(problem.series_uid, run_id, "; ".join(problem.problems)[:2000])
-    return VerifyReport(len(present), deep, broken)
+    return VerifyReport(len(held), deep, broken)
+
+
+def _held(entry: LedgerEntry) -> bool:
+    return entry.state == "present" or (entry.state != "withdrawn" and bool(entry.content_hash))
 
 
 def _check(store: Store, entry: LedgerEntry, *, deep: bool) -> SeriesProblem | None:

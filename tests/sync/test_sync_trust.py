@@ -126,3 +126,25 @@ def test_redownload_repairs_damaged_local_files(
     assert again.counts["unchanged"] == len(sim.series_uids()) - 1
     assert again.counts["updated"] == 1
     assert_mirror_equals_archive(dest, sim)  # every visible file is the archive's bytes
+
+
+# --- 5: verify keeps reporting damage until it is repaired ---------------------------------
+
+
+def test_verify_reports_damage_on_every_run_until_repaired(  # type: ignore[no-untyped-def]
+    cli, run_sync: SyncFn, sim: SimArchive, dest: Path
+) -> None:
+    assert run_sync().exit_code == 0
+    uid = sim.series_uids()[0]
+    victim = sorted(_series_dir(dest, uid).glob("*.dcm"))[0]
+    victim.write_bytes(victim.read_bytes()[:-10])
+
+    for _ in range(3):
+        res = cli("verify", "--deep")
+        assert res.exit_code == 5, res.output
+        assert f"BROKEN {uid}" in res.output and "6 series checked" in res.output
+
+    assert run_sync().exit_code == 0
+    assert_mirror_equals_archive(dest, sim)
+    fixed = cli("verify", "--deep")
+    assert fixed.exit_code == 0 and "6 series checked, ok" in fixed.output
