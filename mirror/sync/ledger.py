@@ -324,13 +324,19 @@ class Ledger:
                 tx, run_id, record.series_uid, "failed", f"{error_class}: {message}"[:2000], now=now
             )
 
-    def record_withdrawn(self, series_uid: str, run_id: str, detail: str) -> None:
+    def record_withdrawn(
+        self, series_uid: str, run_id: str, detail: str, *, gone: bool = False
+    ) -> None:
+        """``gone``: the folder left the mirror (attic), so nothing is held any more; a
+        tombstone keeps its counts and a later ``--delete`` moves it."""
         now = utcnow()
         with self._tx() as tx:
             tx.execute(
-                "UPDATE series SET state = 'withdrawn', last_changed_run = ?, updated_at = ?"
+                "UPDATE series SET state = 'withdrawn', last_changed_run = ?, updated_at = ?,"
+                " n_instances = CASE WHEN ? THEN 0 ELSE n_instances END,"
+                " bytes = CASE WHEN ? THEN 0 ELSE bytes END"
                 " WHERE series_uid = ?",
-                (run_id, now, series_uid),
+                (run_id, now, gone, gone, series_uid),
             )
             _event(tx, run_id, series_uid, "withdrawn", detail, now=now)
 

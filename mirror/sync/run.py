@@ -125,6 +125,7 @@ class SyncRun:
             scope=self.listing.scope,
             max_delete=cfg.max_delete,
             template=cfg.layout,
+            delete=cfg.delete,
         )
         log.info("plan: %s, %d bytes to fetch", the_plan.counts, the_plan.bytes_to_fetch)
         if cfg.dry_run:
@@ -300,7 +301,9 @@ class SyncRun:
                 attic = f"_attic/{self.ctx.run_id}/{item.path}"
                 moved = self._move_aside(item.path, attic)
                 detail = f"moved to {attic}" if moved else "nothing to move"
-            self.ctx.ledger.record_withdrawn(item.series_uid, self.ctx.run_id, detail)
+            self.ctx.ledger.record_withdrawn(
+                item.series_uid, self.ctx.run_id, detail, gone=self.ctx.config.delete
+            )
             if self.ctx.config.delete:
                 self.tally.changed_paths.append(item.path)
             self.tally.counts["withdrawn"] += 1

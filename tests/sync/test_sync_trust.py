@@ -148,3 +148,31 @@ def test_verify_reports_damage_on_every_run_until_repaired(  # type: ignore[no-u
     assert_mirror_equals_archive(dest, sim)
     fixed = cli("verify", "--deep")
     assert fixed.exit_code == 0 and "6 series checked, ok" in fixed.output
+
+
+# --- 3: a tombstone goes to the attic on a later --delete ----------------------------------
+
+
+def _visible_uids(dest: Path) -> set[str]:
+    return {p.parent.name for p in dest.rglob("_series.json") if p.relative_to(dest).parts[0]
+            not in ("_attic", ".staging")}
+
+
+def test_tombstone_moves_to_attic_on_a_later_delete(
+    run_sync: SyncFn, sim: SimArchive, dest: Path
+) -> None:
+    assert run_sync().exit_code == 0
+    gone = sim.series_uids("Sim-Lung")[0]
+    sim.withdraw_series(gone)
+    tomb = run_sync(full=True)
+    assert tomb.exit_code == 0 and tomb.counts["withdrawn"] == 1
+    assert gone in _visible_uids(dest), "a tombstone stays visible without --delete"
+
+    first = run_sync(full=True, delete=True)
+    assert first.exit_code == 0 and first.counts["withdrawn"] == 1, first.counts
+    assert gone not in _visible_uids(dest)
+    assert [p.parent.name for p in (dest / "_attic" / first.run_id).rglob("_series.json")] == [gone]
+    assert_mirror_equals_archive(dest, sim)
+
+    second = run_sync(full=True, delete=True)
+    assert second.exit_code == 0 and second.counts["withdrawn"] == 0 and second.counts["planned"] == 0
