@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS series (
     last_error TEXT NOT NULL DEFAULT '',
     first_seen_run TEXT NOT NULL DEFAULT '',
     last_changed_run TEXT NOT NULL DEFAULT '',
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    md5_hierarchy TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS series_state ON series (state);
 CREATE INDEX IF NOT EXISTS series_collection ON series (collection);
@@ -76,8 +77,12 @@ CREATE TABLE IF NOT EXISTS events (
 _ENTRY_COLUMNS = (
     "series_uid, collection, patient_id, study_uid, path, state, fp_image_count, fp_file_size,"
     " fp_max_submission, fp_date_released, modality, content_hash, series_version,"
-    " n_instances, bytes, attempts, last_error_class"
+    " n_instances, bytes, attempts, last_error_class, md5_hierarchy"
 )
+
+# Columns added after the first release: (table, column, declaration). ``open`` adds the
+# missing ones to an existing ledger (CREATE TABLE IF NOT EXISTS never would).
+_ADDED_COLUMNS = (("series", "md5_hierarchy", "TEXT NOT NULL DEFAULT ''"),)
 
 
 def utcnow() -> str:
@@ -113,6 +118,7 @@ class Ledger:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=30000")
             conn.executescript(SCHEMA)
+            _add_missing_columns(conn)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the ledger at {target}: {exc}") from exc
         return cls(conn, str(target))
@@ -286,7 +292,7 @@ class Ledger:
                 " study_uid = ?, fp_image_count = ?, fp_file_size = ?, fp_max_submission = ?,"
                 " fp_date_released = ?, content_hash = ?, series_version = ?,"
                 " n_instances = ?, bytes = ?, attempts = 0, last_error_class = '',"
-                " last_error = '', updated_at = ?,"
+                " last_error = '', updated_at = ?, md5_hierarchy = ?,"
                 " last_changed_run = CASE WHEN ? THEN ? ELSE last_changed_run END"
                 " WHERE series_uid = ?",
                 (
@@ -300,6 +306,7 @@ class Ledger:
                     sidecar.image_count,
                     sidecar.total_size,
                     now,
+                    sidecar.md5_hierarchy,
                     changed,
                     run_id,
                     record.series_uid,
@@ -340,6 +347,13 @@ class Ledger:
             )
             _event(tx, run_id, series_uid, "withdrawn", detail, now=now)
 
+    def set_md5_hierarchy(self, series_uid: str, value: str) -> None:
+        """Adopt the archive's series hash for a held copy recorded before it was kept."""
+        with self._tx() as tx:
+            tx.execute(
+                "UPDATE series SET md5_hierarchy = ? WHERE series_uid = ?", (value, series_uid)
+            )
+
     def mark_broken(self, series_uid: str, run_id: str, detail: str) -> None:
         """``verify`` found it damaged: the next sync fetches it again."""
         now = utcnow()
@@ -360,8 +374,8 @@ class Ledger:
                 "INSERT OR REPLACE INTO series (series_uid, collection, patient_id, study_uid,"
                 " modality, path, state, fp_image_count, fp_file_size, fp_max_submission,"
                 " fp_date_released, content_hash, series_version, n_instances, bytes,"
-                " first_seen_run, last_changed_run, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'present', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " first_seen_run, last_changed_run, updated_at, md5_hierarchy)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'present', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     sidecar.series_uid,
                     sidecar.collection,
@@ -377,9 +391,17 @@ class Ledger:
                     sidecar.run_id,
                     sidecar.run_id,
                     now,
+                    sidecar.md5_hierarchy,
                 ),
             )
             tx.execute("INSERT OR IGNORE INTO collections (name) VALUES (?)", (sidecar.collection,))
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, column, decl in _ADDED_COLUMNS:
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
 
 def _entry(row: tuple[Any, ...]) -> LedgerEntry:
@@ -398,6 +420,7 @@ def _entry(row: tuple[Any, ...]) -> LedgerEntry:
         bytes=int(row[14]),
         attempts=int(row[15]),
         last_error_class=row[16],
+        md5_hierarchy=row[17],
     )
 
 

@@ -42,6 +42,7 @@ class LedgerEntry:
     bytes: int = 0
     attempts: int = 0
     last_error_class: str = ""
+    md5_hierarchy: str = ""  # the archive's getMD5Hierarchy series hash for the held copy
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,7 +176,7 @@ def _publish(
         # bytes, stray files) and publish the fresh copy over any damage.
         damage = verify_series(store, current, deep=True)
         if not damage:
-            updated = commit.refreshed(current, task.record)
+            updated = commit.refreshed(current, task.record, staged.md5_hierarchy)
             if updated != current:
                 store.put_bytes(commit.sidecar_key(task.path), updated.to_json())
             return "unchanged", updated
@@ -191,6 +191,7 @@ def _publish(
         staged.instances,
         series_version=current.series_version if current and same else task.series_version,
         run_id=task.run_id,
+        md5_hierarchy=staged.md5_hierarchy,
     )
     if root is not None:
         commit.commit_local(store, root, staged, sidecar)
