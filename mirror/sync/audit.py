@@ -10,8 +10,9 @@ import hashlib
 from collections.abc import Callable, Iterator
 
 from mirror.errors import IntegrityError, ObjectNotFound
-from mirror.layout import RESERVED_PREFIXES, SIDECAR_NAME, SeriesSidecar
+from mirror.layout import RESERVED_PREFIXES, SIDECAR_NAME, SeriesSidecar, hierarchy_candidates
 from mirror.storage.port import Store
+from mirror.sync.plan import LedgerEntry
 from mirror.sync.verify_zip import LICENSE_NAME
 
 _CHUNK = 1 << 20
@@ -89,3 +90,17 @@ def hash_object(store: Store, key: str) -> str:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def held_hashes(store: Store, entry: LedgerEntry) -> frozenset[str]:
+    """The archive series hashes the held copy of ``entry`` may match: the recorded one,
+    else what its sidecar's digests give (none when the sidecar is gone or unreadable)."""
+    if entry.md5_hierarchy:
+        return frozenset({entry.md5_hierarchy})
+    try:
+        sidecar = read_sidecar(store, entry.path)
+    except (ObjectNotFound, IntegrityError):
+        return frozenset()
+    if sidecar.series_uid != entry.series_uid:
+        return frozenset()
+    return hierarchy_candidates(sidecar)

@@ -181,11 +181,14 @@ def plan(
     max_delete: MaxDelete = DEFAULT_MAX_DELETE,
     template: str = DEFAULT_TEMPLATE,
     delete: bool = False,
+    drifted: frozenset[str] = frozenset(),
 ) -> SyncPlan:
     """Give every series in scope exactly one outcome; raise SafetyAbort on suspicious input.
 
     With ``delete``, tombstones (withdrawn earlier, files still visible) are withdrawn
     again so the run moves them to the attic, within the same ``max_delete`` budget.
+    ``drifted`` names held series whose content the archive's MD5 hierarchy says changed
+    although no listing field did: they are ``changed``, not ``unchanged``.
     """
     _guard_empty_listings(remote, held, scope)
     items: list[PlanItem] = []
@@ -195,7 +198,7 @@ def plan(
         if record.series_uid in seen or not _admits_record(scope, record):
             continue
         seen.add(record.series_uid)
-        item = _classify(record, held.get(record.series_uid), template)
+        item = _classify(record, held.get(record.series_uid), template, drifted)
         if isinstance(item, Rejected):
             rejected.append(item)
         else:
@@ -222,7 +225,7 @@ def _admits_entry(scope: PlanScope, e: LedgerEntry) -> bool:
 
 
 def _classify(
-    record: SeriesRecord, entry: LedgerEntry | None, template: str
+    record: SeriesRecord, entry: LedgerEntry | None, template: str, drifted: frozenset[str]
 ) -> PlanItem | Rejected:
     try:
         path = entry.path if entry and entry.path else _path_for(record, template)
@@ -233,7 +236,7 @@ def _classify(
         return PlanItem(uid, "new", path, record, entry)
     if entry.state in PENDING_STATES:
         return PlanItem(uid, "retry", path, record, entry)
-    if entry.fingerprint != record.fingerprint:
+    if entry.fingerprint != record.fingerprint or uid in drifted:
         return PlanItem(uid, "changed", path, record, entry)
     return PlanItem(uid, "unchanged", path, record, entry)
 

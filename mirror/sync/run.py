@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mirror import __version__
-from mirror.archive.port import Archive, SeriesRecord
+from mirror.archive.port import Archive, HashedArchive, SeriesRecord
 from mirror.config import SyncConfig
 from mirror.errors import (
     EXIT_DESTINATION,
@@ -28,11 +28,13 @@ from mirror.errors import (
     ObjectNotFound,
 )
 from mirror.storage.port import Store
+from mirror.sync.audit import held_hashes
 from mirror.sync.engine import Engine, EngineOptions, EngineReport, make_units
+from mirror.sync.hierarchy import DriftReport, find_drift
 from mirror.sync.ledger import Ledger, utcnow
 from mirror.sync.listing import Listing, gather
 from mirror.sync.manifest import write_text_atomic
-from mirror.sync.plan import PlanItem, SyncPlan, plan
+from mirror.sync.plan import LedgerEntry, PlanItem, SyncPlan, plan
 from mirror.sync.report import Failure, RunSummary
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,7 @@ class SyncRun:
         self._t0 = time.monotonic()
         self.listing: Listing | None = None
         self.slots = 1
+        self.drift: DriftReport | None = None
 
     # --- the run -------------------------------------------------------------------------
 
@@ -119,14 +122,11 @@ class SyncRun:
             full=cfg.full,
             overlap_days=cfg.overlap_days,
         )
-        the_plan = plan(
-            self.listing.records,
-            held,
-            scope=self.listing.scope,
-            max_delete=cfg.max_delete,
-            template=cfg.layout,
-            delete=cfg.delete,
-        )
+        the_plan = self._plan(held)
+        if cfg.full:
+            drift = self._find_drift(the_plan)
+            if drift.drifted:
+                the_plan = self._plan(held, drift.drifted)
         log.info("plan: %s, %d bytes to fetch", the_plan.counts, the_plan.bytes_to_fetch)
         if cfg.dry_run:
             return EXIT_OK, the_plan
@@ -144,6 +144,47 @@ class SyncRun:
             return EXIT_INTERRUPTED, the_plan
         self._withdraw(the_plan.by_outcome("withdrawn"))
         return (EXIT_PARTIAL if self.tally.failures else EXIT_OK), the_plan
+
+    def _plan(
+        self, held: dict[str, LedgerEntry], drifted: frozenset[str] = frozenset()
+    ) -> SyncPlan:
+        cfg, listing = self.ctx.config, self.listing
+        assert listing is not None
+        return plan(
+            listing.records,
+            held,
+            scope=listing.scope,
+            max_delete=cfg.max_delete,
+            template=cfg.layout,
+            delete=cfg.delete,
+            drifted=drifted,
+        )
+
+    def _find_drift(self, the_plan: SyncPlan) -> DriftReport:
+        """``--full``: ask the archive's MD5 hierarchy about every series the listing calls
+        unchanged (top-down, so an unchanged collection costs one request)."""
+        archive = self.ctx.archive
+        unchanged = [i.held for i in the_plan.by_outcome("unchanged") if i.held is not None]
+        if not isinstance(archive, HashedArchive):
+            log.warning("the archive offers no MD5 hierarchy: silent changes stay unseen")
+            return DriftReport(frozenset(), frozenset(), (), 0)
+        self.drift = find_drift(archive.hierarchy_md5, unchanged, self._candidates)
+        if not self.ctx.config.dry_run:
+            for uid, value in self.drift.adopted:
+                self.ctx.ledger.set_md5_hierarchy(uid, value)
+        log.info(
+            "md5 hierarchy: %d requests, %d series changed without a new release",
+            self.drift.requests,
+            len(self.drift.drifted),
+        )
+        if self.drift.unknown:
+            log.warning(
+                "the archive has no MD5 hierarchy for %d listed series", len(self.drift.unknown)
+            )
+        return self.drift
+
+    def _candidates(self, entry: LedgerEntry) -> frozenset[str]:
+        return held_hashes(self.ctx.store, entry)
 
     def _announce(self) -> None:
         """Write ``_runs/<run_id>.json`` (status running) first: proves the destination is
@@ -355,5 +396,13 @@ class SyncRun:
             plan=the_plan.to_dict() if cfg.dry_run and the_plan else None,
             error=error,
             changed_files_path=self._write_changed_files(),
-            extra={"not_found": list(listing.not_found)} if listing and listing.not_found else {},
+            extra=self._extra(),
         )
+
+    def _extra(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.listing and self.listing.not_found:
+            extra["not_found"] = list(self.listing.not_found)
+        if self.drift is not None:
+            extra["md5_hierarchy"] = self.drift.to_dict()
+        return extra

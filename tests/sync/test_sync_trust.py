@@ -176,3 +176,34 @@ def test_tombstone_moves_to_attic_on_a_later_delete(
 
     second = run_sync(full=True, delete=True)
     assert second.exit_code == 0 and second.counts["withdrawn"] == 0 and second.counts["planned"] == 0
+
+
+# --- 1: a silent same-size change upstream is found by --full's MD5 hierarchy --------------
+
+
+def test_full_finds_silent_same_size_changes_top_down(
+    run_sync: SyncFn, sim: SimArchive, dest: Path
+) -> None:
+    assert run_sync().exit_code == 0
+    quiet = run_sync(full=True)
+    assert quiet.exit_code == 0 and quiet.counts["planned"] == 0
+    # one request per collection proves both collections unchanged
+    assert quiet.extra["md5_hierarchy"] == {"requests": 2, "drifted": [], "unknown": []}
+
+    uid = sim.series_uids("Sim-Lung")[0]
+    for index in (0, 1):  # once, then a second silent replacement after the first is mirrored
+        listed = sim.record(uid).fingerprint
+        sim.replace_instance(uid, index, rerelease=False)
+        assert sim.record(uid).fingerprint == listed, "no listing field shows the change"
+        nightly = run_sync()
+        assert nightly.exit_code == 0 and nightly.counts["planned"] == 0
+
+        full = run_sync(full=True)
+        assert full.exit_code == 0, full.failures
+        assert full.counts["updated"] == 1 and full.counts["unchanged"] == len(sim.series_uids()) - 1
+        assert full.extra["md5_hierarchy"]["drifted"] == [uid], full.extra
+        # Sim-Brain: 1 request. Sim-Lung: the collection, its 2 patients, the changed
+        # patient's 1 study, that study's 2 series; the other patient is not descended.
+        assert full.extra["md5_hierarchy"]["requests"] == 1 + 1 + 2 + 1 + 2
+        assert_mirror_equals_archive(dest, sim)
+    assert run_sync(full=True).extra["md5_hierarchy"]["drifted"] == []
