@@ -7,6 +7,8 @@ judges the result from outside: the files a reader sees, the exit code, the repo
 from __future__ import annotations
 
 import contextlib
+import json
+import sqlite3
 import errno
 import os
 import subprocess
@@ -207,3 +209,45 @@ def test_full_finds_silent_same_size_changes_top_down(
         assert full.extra["md5_hierarchy"]["requests"] == 1 + 1 + 2 + 1 + 2
         assert_mirror_equals_archive(dest, sim)
     assert run_sync(full=True).extra["md5_hierarchy"]["drifted"] == []
+
+
+def test_verify_upstream_reports_a_silent_change_and_sync_repairs_it(  # type: ignore[no-untyped-def]
+    cli, run_sync: SyncFn, sim: SimArchive, dest: Path, archive_server: SimServer
+) -> None:
+    assert run_sync().exit_code == 0
+    plain = cli("verify", "--upstream", "--archive", archive_server.base_url)
+    assert plain.exit_code == 0 and "6 series checked, ok" in plain.output
+
+    uid = sim.series_uids("Sim-Brain")[1]
+    sim.replace_instance(uid, 0, rerelease=False)
+    assert cli("verify", "--deep").exit_code == 0, "the sidecar alone cannot see it"
+    for _ in range(2):  # reported until repaired
+        res = cli("verify", "--upstream", "--archive", archive_server.base_url)
+        assert res.exit_code == 5, res.output
+        assert f"BROKEN {uid}: content differs from the archive's" in res.output
+
+    fixed = run_sync()  # verify marked it failed: a plain nightly run fetches it again
+    assert fixed.exit_code == 0 and fixed.counts["updated"] == 1, fixed.counts
+    assert_mirror_equals_archive(dest, sim)
+    assert cli("verify", "--upstream", "--archive", archive_server.base_url).exit_code == 0
+
+
+def test_ledger_without_series_hashes_adopts_them_without_refetching(
+    run_sync: SyncFn, sim: SimArchive, dest: Path
+) -> None:
+    """A ledger and sidecars from before the hash was kept: --full checks each series once
+    against the archive, fetches nothing, and from then on proves collections in one call."""
+    assert run_sync().exit_code == 0
+    ledger = dest / "_state" / "ledger.sqlite"
+    with sqlite3.connect(ledger) as conn:
+        conn.execute("ALTER TABLE series DROP COLUMN md5_hierarchy")  # the old schema
+    for path in dest.rglob("_series.json"):
+        data = json.loads(path.read_text())
+        del data["md5_hierarchy"]
+        path.write_text(json.dumps(data))
+
+    first = run_sync(full=True)
+    assert first.exit_code == 0 and first.counts["planned"] == 0, first.counts
+    assert first.extra["md5_hierarchy"]["drifted"] == []
+    assert first.extra["md5_hierarchy"]["requests"] == len(sim.series_uids())
+    assert run_sync(full=True).extra["md5_hierarchy"]["requests"] == 2
