@@ -108,6 +108,15 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
         int | None,
         typer.Option("--max-connections", help="Cluster-wide cap on concurrent downloads."),
     ] = None,
+    drain_timeout: Annotated[
+        float,
+        typer.Option(
+            "--drain-timeout",
+            min=0,
+            help="On SIGTERM or a destination error, wait up to this many seconds for "
+            "running series and record them.",
+        ),
+    ] = 120.0,
     state_dir: StateDir = None,
     layout: Annotated[
         str, typer.Option("--layout", help="Series path template.")
@@ -161,6 +170,7 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
             metrics=str(metrics) if metrics else None,
             changed_files=str(changed_files) if changed_files else None,
             scratch_dir=scratch_dir,
+            drain_seconds=drain_timeout,
             cluster=ClusterConfig(
                 scheduler=scheduler_from_env(scheduler),
                 workers=0 if threads_only else workers,

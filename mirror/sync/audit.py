@@ -104,3 +104,19 @@ def held_hashes(store: Store, entry: LedgerEntry) -> frozenset[str]:
     if sidecar.series_uid != entry.series_uid:
         return frozenset()
     return hierarchy_candidates(sidecar)
+
+
+def committed_unrecorded(store: Store, entry: LedgerEntry) -> SeriesSidecar | None:
+    """The intact committed copy of ``entry`` when the ledger does not record it (other
+    content or listing than the ledger's), else None. A copy the ledger knows stays as the
+    ledger says, even ``failed``: verify may have found it damaged."""
+    try:
+        sidecar = read_sidecar(store, entry.path)
+    except (ObjectNotFound, IntegrityError):
+        return None
+    known = (
+        sidecar.content_hash == entry.content_hash and sidecar.fingerprint == entry.fingerprint
+    )
+    if known or sidecar.series_uid != entry.series_uid:
+        return None
+    return sidecar if not verify_series(store, sidecar, deep=False) else None

@@ -347,6 +347,36 @@ class Ledger:
             )
             _event(tx, run_id, series_uid, "withdrawn", detail, now=now)
 
+    def record_reconciled(self, sidecar: SeriesSidecar, run_id: str, *, changed: bool) -> None:
+        """A committed series an earlier run never recorded: take it from its sidecar."""
+        now = utcnow()
+        with self._tx() as tx:
+            tx.execute(
+                "UPDATE series SET state = 'present', path = ?, modality = ?,"
+                " fp_image_count = ?, fp_file_size = ?, fp_max_submission = ?,"
+                " fp_date_released = ?, content_hash = ?, series_version = ?, n_instances = ?,"
+                " bytes = ?, attempts = 0, last_error_class = '', last_error = '',"
+                " updated_at = ?, md5_hierarchy = ?,"
+                " last_changed_run = CASE WHEN ? THEN ? ELSE last_changed_run END"
+                " WHERE series_uid = ?",
+                (
+                    sidecar.path,
+                    sidecar.modality,
+                    *sidecar.fingerprint,
+                    sidecar.content_hash,
+                    sidecar.series_version,
+                    sidecar.image_count,
+                    sidecar.total_size,
+                    now,
+                    sidecar.md5_hierarchy,
+                    changed,
+                    run_id,
+                    sidecar.series_uid,
+                ),
+            )
+            _event(tx, run_id, sidecar.series_uid, "reconciled", f"committed by {sidecar.run_id}",
+                   now=now)  # fmt: skip
+
     def set_md5_hierarchy(self, series_uid: str, value: str) -> None:
         """Adopt the archive's series hash for a held copy recorded before it was kept."""
         with self._tx() as tx:

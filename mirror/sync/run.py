@@ -28,7 +28,7 @@ from mirror.errors import (
     ObjectNotFound,
 )
 from mirror.storage.port import Store
-from mirror.sync.audit import held_hashes
+from mirror.sync.audit import committed_unrecorded, held_hashes
 from mirror.sync.engine import Engine, EngineOptions, EngineReport, make_units
 from mirror.sync.hierarchy import DriftReport, find_drift
 from mirror.sync.ledger import Ledger, utcnow
@@ -96,6 +96,7 @@ class SyncRun:
         self.listing: Listing | None = None
         self.slots = 1
         self.drift: DriftReport | None = None
+        self.reconciled: list[str] = []
 
     # --- the run -------------------------------------------------------------------------
 
@@ -113,6 +114,8 @@ class SyncRun:
 
     def _body(self) -> tuple[int, SyncPlan]:
         cfg, ledger = self.ctx.config, self.ctx.ledger
+        if not cfg.dry_run:
+            self._reconcile(ledger.entries())
         held = ledger.entries()
         self.listing = gather(
             self.ctx.archive,
@@ -186,6 +189,24 @@ class SyncRun:
     def _candidates(self, entry: LedgerEntry) -> frozenset[str]:
         return held_hashes(self.ctx.store, entry)
 
+    def _reconcile(self, held: dict[str, LedgerEntry]) -> None:
+        """Record series an earlier run committed but never recorded (it was stopped or
+        died while tasks still ran): their sidecars are the proof. They count as changed
+        in this run's ``--changed-files``, so downstream consumers never miss them."""
+        for entry in held.values():
+            if entry.attempts == 0 or entry.state == "withdrawn":
+                continue  # only series submitted without a recorded outcome
+            sidecar = committed_unrecorded(self.ctx.store, entry)
+            if sidecar is None:
+                continue
+            changed = sidecar.content_hash != entry.content_hash
+            self.ctx.ledger.record_reconciled(sidecar, self.ctx.run_id, changed=changed)
+            self.reconciled.append(entry.series_uid)
+            if changed:
+                self.tally.changed_paths.append(sidecar.path)
+            log.info("series %s: recorded from its sidecar (committed by %s)",
+                     entry.series_uid, sidecar.run_id)  # fmt: skip
+
     def _announce(self) -> None:
         """Write ``_runs/<run_id>.json`` (status running) first: proves the destination is
         writable before any work, and tells operators a run is under way."""
@@ -229,6 +250,7 @@ class SyncRun:
                     window=max(4, 2 * handle.threads),
                     use_resources=handle.use_resources,
                     max_connections=self.ctx.config.cluster.max_connections,
+                    drain_seconds=self.ctx.config.drain_seconds,
                 ),
             )
             report = self._pass(engine, todo, 1)
@@ -405,4 +427,6 @@ class SyncRun:
             extra["not_found"] = list(self.listing.not_found)
         if self.drift is not None:
             extra["md5_hierarchy"] = self.drift.to_dict()
+        if self.reconciled:
+            extra["reconciled"] = sorted(self.reconciled)
         return extra

@@ -11,7 +11,10 @@ import json
 import sqlite3
 import errno
 import os
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +23,10 @@ from typer.testing import CliRunner
 
 from synchelp import SyncFn, assert_mirror_equals_archive, next_day
 
-from mirror.archive.sim import SimArchive, SimServer
+from mirror.archive.sim import FaultConfig, SimArchive, SimServer
 from mirror.cli import app
+from mirror.layout import SeriesSidecar
+from mirror.sync.ledger import Ledger
 
 
 @pytest.fixture
@@ -251,3 +256,81 @@ def test_ledger_without_series_hashes_adopts_them_without_refetching(
     assert first.extra["md5_hierarchy"]["drifted"] == []
     assert first.extra["md5_hierarchy"]["requests"] == len(sim.series_uids())
     assert run_sync(full=True).extra["md5_hierarchy"]["requests"] == 2
+
+
+# --- 4: results of running series are never lost -------------------------------------------
+
+
+def _ledger_rows(dest: Path) -> dict[str, tuple[str, str]]:
+    with sqlite3.connect(dest / "_state" / "ledger.sqlite") as conn:
+        return {uid: (state, chash) for uid, state, chash in
+                conn.execute("SELECT series_uid, state, content_hash FROM series")}
+
+
+def _committed(dest: Path) -> dict[str, SeriesSidecar]:
+    return {p.parent.name: SeriesSidecar.from_json(p.read_bytes())
+            for p in dest.rglob("_series.json") if p.relative_to(dest).parts[0] != "_attic"}
+
+
+@pytest.mark.slow
+def test_sigterm_drains_running_series_and_records_every_commit(
+    sim: SimArchive, archive_server: SimServer, dest: Path
+) -> None:
+    for i in range(18):
+        sim.add_series("Sim-Lung", patient_id=f"TERM-{i:02d}", n_instances=2)
+    sim.faults = FaultConfig(latency=0.2)
+    scratch = dest.parent / "scratch"
+    scratch.mkdir(parents=True)
+    argv = [sys.executable, "-c", "from mirror.cli import main; main()", "sync", "--dest",
+            str(dest), "--archive", archive_server.base_url, "--workers", "0", "--threads", "4"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while len(_committed(dest)) < 2:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(120) == 130
+    time.sleep(1.0)  # anything still running after the exit would land now
+    committed = _committed(dest)
+    rows = _ledger_rows(dest)
+    unrecorded = {uid for uid, sc in committed.items() if rows.get(uid) != ("present", sc.content_hash)}
+    assert not unrecorded, f"{len(unrecorded)} of {len(committed)} committed series unrecorded"
+    assert len(committed) >= 2
+
+
+def test_commits_a_run_never_recorded_are_reconciled_and_listed(
+    run_sync: SyncFn, sim: SimArchive, dest: Path, tmp_path: Path
+) -> None:
+    """The ledger as a run leaves it when tasks commit after the driver stopped recording
+    (a stop with running tasks, the driver killed): the sidecars are on disk, the ledger
+    still holds the old content or 'in_progress'."""
+    assert run_sync().exit_code == 0
+    ledger = dest / "_state" / "ledger.sqlite"
+    before = tmp_path / "ledger-before.sqlite"
+    with sqlite3.connect(ledger) as src, sqlite3.connect(before) as copy:
+        src.backup(copy)
+    next_day(sim)
+    changed = sim.series_uids("Sim-Brain")[0]
+    sim.replace_instance(changed, 1)
+    added = sim.add_series("Sim-Brain", patient_id="LATE", n_instances=2)
+    assert run_sync().counts["updated"] == 1
+
+    with sqlite3.connect(before) as src, sqlite3.connect(ledger) as back:
+        src.backup(back)  # the committing run's results never reached the ledger
+    with Ledger.open(ledger) as led:
+        led.mark_in_progress([(sim.record(changed), _path(dest, changed)),
+                              (sim.record(added), _path(dest, added))], "lost-run")
+    listing = tmp_path / "changed.txt"
+    again = run_sync(changed_files=str(listing))
+    assert again.exit_code == 0, again.failures
+    assert sorted(listing.read_text().splitlines()) == sorted([_path(dest, changed), _path(dest, added)])
+    assert again.extra["reconciled"] == sorted([changed, added])
+    rows, committed = _ledger_rows(dest), _committed(dest)
+    assert all(rows[uid] == ("present", sc.content_hash) for uid, sc in committed.items())
+    assert_mirror_equals_archive(dest, sim)
+    assert run_sync().counts["planned"] == 0
+
+
+def _path(dest: Path, uid: str) -> str:
+    return _series_dir(dest, uid).relative_to(dest).as_posix()
