@@ -120,3 +120,16 @@ def committed_unrecorded(store: Store, entry: LedgerEntry) -> SeriesSidecar | No
     if known or sidecar.series_uid != entry.series_uid:
         return None
     return sidecar if not verify_series(store, sidecar, deep=False) else None
+
+
+def held_damage(store: Store, entry: LedgerEntry) -> list[str]:
+    """Quick problems (no re-hash) with the committed copy of a present series."""
+    try:
+        sidecar = read_sidecar(store, entry.path)
+    except ObjectNotFound:
+        return [f"{entry.path}/{SIDECAR_NAME}: missing"]
+    except IntegrityError as exc:
+        return [str(exc)]
+    if sidecar.series_uid != entry.series_uid:
+        return [f"{entry.path}/{SIDECAR_NAME} names series {sidecar.series_uid}"]
+    return verify_series(store, sidecar, deep=False)

@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -28,7 +29,7 @@ from mirror.errors import (
     ObjectNotFound,
 )
 from mirror.storage.port import Store
-from mirror.sync.audit import committed_unrecorded, held_hashes
+from mirror.sync.audit import committed_unrecorded, held_damage, held_hashes
 from mirror.sync.engine import Engine, EngineOptions, EngineReport, make_units
 from mirror.sync.hierarchy import DriftReport, find_drift
 from mirror.sync.ledger import Ledger, utcnow
@@ -126,10 +127,11 @@ class SyncRun:
             overlap_days=cfg.overlap_days,
         )
         the_plan = self._plan(held)
+        suspect = self._damaged(the_plan)
         if cfg.full:
-            drift = self._find_drift(the_plan)
-            if drift.drifted:
-                the_plan = self._plan(held, drift.drifted)
+            suspect |= self._find_drift(the_plan).drifted
+        if suspect:
+            the_plan = self._plan(held, suspect)
         log.info("plan: %s, %d bytes to fetch", the_plan.counts, the_plan.bytes_to_fetch)
         if cfg.dry_run:
             return EXIT_OK, the_plan
@@ -185,6 +187,21 @@ class SyncRun:
                 "the archive has no MD5 hierarchy for %d listed series", len(self.drift.unknown)
             )
         return self.drift
+
+    def _damaged(self, the_plan: SyncPlan) -> frozenset[str]:
+        """Series the listing calls unchanged whose files on local disk are not as their
+        sidecar says (missing, other size, strays): fetch them again, which repairs them.
+        Object stores are left to ``verify``: their objects are put whole, with their MD5."""
+        if not self.ctx.store.capabilities.local:
+            return frozenset()
+        unchanged = [i.held for i in the_plan.by_outcome("unchanged") if i.held is not None]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            found = pool.map(lambda e: (e, held_damage(self.ctx.store, e)), unchanged)
+            damaged = [(e, problems) for e, problems in found if problems]
+        for entry, problems in damaged:
+            log.warning("series %s: held copy damaged (%s); fetching it again",
+                        entry.series_uid, "; ".join(problems[:3]))  # fmt: skip
+        return frozenset(e.series_uid for e, _ in damaged)
 
     def _candidates(self, entry: LedgerEntry) -> frozenset[str]:
         return held_hashes(self.ctx.store, entry)

@@ -132,6 +132,19 @@ def test_redownload_repairs_damaged_local_files(
     assert_mirror_equals_archive(dest, sim)  # every visible file is the archive's bytes
 
 
+def test_full_checks_sizes_of_unchanged_series_and_repairs_them(
+    run_sync: SyncFn, sim: SimArchive, dest: Path
+) -> None:
+    assert run_sync().exit_code == 0
+    uid = sim.series_uids("Sim-Brain")[0]
+    victim = sorted(_series_dir(dest, uid).glob("*.dcm"))[-1]
+    victim.write_bytes(victim.read_bytes()[:-1])
+    full = run_sync(full=True)  # nothing changed upstream
+    assert full.exit_code == 0 and full.counts["updated"] == 1, full.counts
+    assert_mirror_equals_archive(dest, sim)
+    assert run_sync(full=True).counts["planned"] == 0
+
+
 # --- 5: verify keeps reporting damage until it is repaired ---------------------------------
 
 
