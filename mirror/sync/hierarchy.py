@@ -16,7 +16,9 @@ same questions). The walk is pure apart from the two callables it is given.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 from mirror.archive.port import HashNode
 from mirror.layout import hierarchy_md5
@@ -41,50 +43,66 @@ class DriftReport:
         }
 
 
+def find_drift(
+    upstream: Upstream, held: Iterable[LedgerEntry], candidates: Candidates, *, threads: int = 8
+) -> DriftReport:
+    """Compare the held series with the archive, level by level from the collections down.
+
+    Each level's questions go out together (``threads`` at a time): a first check of a
+    large mirror whose series are recorded without their hash asks once per series.
+    """
+    walk = _Walk()
+    frontier = [(HashNode(c), group) for c, group in _grouped(held, lambda e: e.collection)]
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        while frontier:
+            frontier = walk.level(frontier, partial(_ask_many, pool, upstream), candidates)
+    return DriftReport(
+        frozenset(walk.drifted), frozenset(walk.unknown), tuple(walk.adopted), walk.requests
+    )
+
+
+Level = list[tuple[HashNode, list[LedgerEntry]]]
+
+
 @dataclass(slots=True)
 class _Walk:
-    upstream: Upstream
-    candidates: Candidates
     drifted: set[str] = field(default_factory=set)
     unknown: set[str] = field(default_factory=set)
     adopted: list[tuple[str, str]] = field(default_factory=list)
     requests: int = 0
 
-    def ask(self, node: HashNode) -> str:
-        self.requests += 1
-        return self.upstream(node).strip().lower()
-
-    def visit(self, node: HashNode, entries: Sequence[LedgerEntry]) -> None:
-        if node.level == "series":
-            self.leaf(node, entries[0])
-            return
-        local = local_hash(node, entries)
+    def level(
+        self, frontier: Level, ask: Callable[[list[HashNode]], list[str]], candidates: Candidates
+    ) -> Level:
+        """Ask every comparable node of one level; return the nodes to descend into."""
+        mine = [local_hash(node, group) for node, group in frontier]
         # A level holding a series recorded without its hash cannot be compared: descend.
-        if local is not None and self.ask(node) == local:
-            return
-        for child, group in children(node, entries):
-            self.visit(child, group)
+        asked = [i for i, (n, _) in enumerate(frontier) if n.level == "series" or mine[i]]
+        answers = dict(zip(asked, ask([frontier[i][0] for i in asked]), strict=True))
+        self.requests += len(asked)
+        following: Level = []
+        for i, (node, group) in enumerate(frontier):
+            if node.level == "series":
+                self.judge(group[0], answers[i], candidates)
+            elif mine[i] is None or answers[i] != mine[i]:
+                following.extend(children(node, group))
+        return following
 
-    def leaf(self, node: HashNode, entry: LedgerEntry) -> None:
-        theirs = self.ask(node)
+    def judge(self, entry: LedgerEntry, theirs: str, candidates: Candidates) -> None:
         if not theirs:
             self.unknown.add(entry.series_uid)
-        elif theirs not in self.candidates(entry):
+        elif theirs not in candidates(entry):
             self.drifted.add(entry.series_uid)
         elif not entry.md5_hierarchy:
             self.adopted.append((entry.series_uid, theirs))
 
 
-def find_drift(
-    upstream: Upstream, held: Iterable[LedgerEntry], candidates: Candidates
-) -> DriftReport:
-    """Compare the held series with the archive, collection by collection, top-down."""
-    walk = _Walk(upstream, candidates)
-    for collection, group in _grouped(held, lambda e: e.collection):
-        walk.visit(HashNode(collection), group)
-    return DriftReport(
-        frozenset(walk.drifted), frozenset(walk.unknown), tuple(walk.adopted), walk.requests
-    )
+def _ask_many(pool: ThreadPoolExecutor, upstream: Upstream, nodes: list[HashNode]) -> list[str]:
+    return list(pool.map(partial(_ask, upstream), nodes))
+
+
+def _ask(upstream: Upstream, node: HashNode) -> str:
+    return upstream(node).strip().lower()
 
 
 def local_hash(node: HashNode, entries: Sequence[LedgerEntry]) -> str | None:

@@ -66,8 +66,8 @@ def test_walk_descends_only_into_the_changed_branch() -> None:
     fake = FakeArchive({e.series_uid: e.md5_hierarchy for e in HELD} | {"1.3": "e" * 32})
     report = find_drift(fake.hierarchy_md5, HELD, recorded)
     assert report.drifted == frozenset({"1.3"})
-    # depth first: the collection, P1, P1's 2 studies, study 9.2's one series, then P2
-    assert fake.asked == ["collection", "patient", "study", "study", "series", "patient"]
+    # the collection, its 2 patients, P1's 2 studies, study 9.2's one series
+    assert fake.asked == ["collection", "patient", "patient", "study", "study", "series"]
 
 
 def test_series_without_a_recorded_hash_is_checked_alone_and_adopted() -> None:
