@@ -55,7 +55,7 @@ def find_drift(
     frontier = [(HashNode(c), group) for c, group in _grouped(held, lambda e: e.collection)]
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         while frontier:
-            frontier = walk.level(frontier, partial(_ask_many, pool, upstream), candidates)
+            frontier = walk.level(frontier, pool, upstream, candidates)
     return DriftReport(
         frozenset(walk.drifted), frozenset(walk.unknown), tuple(walk.adopted), walk.requests
     )
@@ -72,33 +72,34 @@ class _Walk:
     requests: int = 0
 
     def level(
-        self, frontier: Level, ask: Callable[[list[HashNode]], list[str]], candidates: Candidates
+        self, frontier: Level, pool: ThreadPoolExecutor, upstream: Upstream, candidates: Candidates
     ) -> Level:
         """Ask every comparable node of one level; return the nodes to descend into."""
         mine = [local_hash(node, group) for node, group in frontier]
         # A level holding a series recorded without its hash cannot be compared: descend.
         asked = [i for i, (n, _) in enumerate(frontier) if n.level == "series" or mine[i]]
-        answers = dict(zip(asked, ask([frontier[i][0] for i in asked]), strict=True))
+        nodes = [frontier[i][0] for i in asked]
+        answers = dict(zip(asked, pool.map(partial(_ask, upstream), nodes), strict=True))
+        leaves = [i for i in asked if frontier[i][0].level == "series"]
+        # Candidates may read a sidecar (series recorded without a hash): overlap those too.
+        theirs_ok = pool.map(candidates, [frontier[i][1][0] for i in leaves])
+        held = dict(zip(leaves, theirs_ok, strict=True))
         self.requests += len(asked)
         following: Level = []
         for i, (node, group) in enumerate(frontier):
             if node.level == "series":
-                self.judge(group[0], answers[i], candidates)
+                self.judge(group[0], answers[i], held[i])
             elif mine[i] is None or answers[i] != mine[i]:
                 following.extend(children(node, group))
         return following
 
-    def judge(self, entry: LedgerEntry, theirs: str, candidates: Candidates) -> None:
+    def judge(self, entry: LedgerEntry, theirs: str, mine: frozenset[str]) -> None:
         if not theirs:
             self.unknown.add(entry.series_uid)
-        elif theirs not in candidates(entry):
+        elif theirs not in mine:
             self.drifted.add(entry.series_uid)
         elif not entry.md5_hierarchy:
             self.adopted.append((entry.series_uid, theirs))
-
-
-def _ask_many(pool: ThreadPoolExecutor, upstream: Upstream, nodes: list[HashNode]) -> list[str]:
-    return list(pool.map(partial(_ask, upstream), nodes))
 
 
 def _ask(upstream: Upstream, node: HashNode) -> str:
