@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from mirror.archive.sim import FaultConfig, SimArchive, SimServer
 from mirror.cli import app
+from mirror.errors import StoreError, exit_code_for
 from mirror.layout import SeriesSidecar
 from mirror.sync.ledger import Ledger
 
@@ -102,6 +103,16 @@ def test_full_state_dir_exits_4_without_traceback(  # type: ignore[no-untyped-de
     assert fresh.exit_code == 4, fresh.output
     assert isinstance(fresh.exception, SystemExit)
     assert "run lock" in fresh.output and "No space left" in fresh.output
+
+
+def test_full_state_dir_ledger_writes_raise_store_error(small_disk: Path) -> None:
+    with Ledger.open(small_disk / "ledger.sqlite") as ledger:
+        ledger.begin_run("r1", "sync", "2025-01-01T00:00:00+00:00")
+        _fill(small_disk)
+        with pytest.raises(StoreError, match="cannot write the ledger"):
+            for n in range(2, 200):  # the WAL grows until a page cannot be written
+                ledger.begin_run(f"r{n}", "sync", "2025-01-01T00:00:00+00:00" + "x" * 2000)
+        assert exit_code_for(StoreError("x")) == 4
 
 
 # --- 2: a re-download repairs damage instead of calling it "unchanged" --------------------
