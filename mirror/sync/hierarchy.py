@@ -8,9 +8,10 @@ keeps each held series' hash (recorded from the verified download) and builds th
 levels the same way, so one request per collection proves an unchanged collection, and
 the walk descends only where the hashes differ, down to the series that changed.
 
-The collection level is a cached value upstream, refreshed by a background job: a change
-is found once that cache catches up (or at once by ``verify --upstream``, which asks the
-same questions). The walk is pure apart from the two callables it is given.
+The collection level is a cached value upstream, refreshed by a background job: ``sync
+--full`` trusts it (a change is found once that cache catches up), ``verify --upstream``
+starts one level lower, at the patients, which the archive computes live. The walk is pure
+apart from the two callables it is given.
 """
 
 from __future__ import annotations
@@ -44,15 +45,24 @@ class DriftReport:
 
 
 def find_drift(
-    upstream: Upstream, held: Iterable[LedgerEntry], candidates: Candidates, *, threads: int = 8
+    upstream: Upstream,
+    held: Iterable[LedgerEntry],
+    candidates: Candidates,
+    *,
+    threads: int = 8,
+    trust_collection_cache: bool = True,
 ) -> DriftReport:
     """Compare the held series with the archive, level by level from the collections down.
 
     Each level's questions go out together (``threads`` at a time): a first check of a
     large mirror whose series are recorded without their hash asks once per series.
+    Without ``trust_collection_cache`` the walk starts at the patients (computed live
+    upstream), one request per held patient, so a lagging collection cache hides nothing.
     """
     walk = _Walk()
     frontier = [(HashNode(c), group) for c, group in _grouped(held, lambda e: e.collection)]
+    if not trust_collection_cache:
+        frontier = [child for node, group in frontier for child in children(node, group)]
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         while frontier:
             frontier = walk.level(frontier, pool, upstream, candidates)

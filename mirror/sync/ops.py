@@ -160,7 +160,12 @@ def _compare_upstream(
     from mirror.sync.audit import held_hashes
     from mirror.sync.hierarchy import find_drift
 
-    drift = find_drift(upstream.hierarchy_md5, held, lambda e: held_hashes(store, e))
+    drift = find_drift(
+        upstream.hierarchy_md5,
+        held,
+        lambda e: held_hashes(store, e),
+        trust_collection_cache=False,  # the patient level is live upstream, the cache may lag
+    )
     for uid, value in drift.adopted:
         ledger.set_md5_hierarchy(uid, value)
     notes = {uid: "content differs from the archive's (getMD5Hierarchy)" for uid in drift.drifted}

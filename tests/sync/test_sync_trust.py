@@ -23,6 +23,7 @@ from synchelp import SyncFn, assert_mirror_equals_archive, next_day
 from typer.testing import CliRunner
 
 from mirror.archive.sim import FaultConfig, SimArchive, SimServer
+from mirror.archive.sim.api import cache_collection_md5
 from mirror.cli import app
 from mirror.errors import StoreError, exit_code_for
 from mirror.layout import SeriesSidecar
@@ -355,3 +356,26 @@ def test_commits_a_run_never_recorded_are_reconciled_and_listed(
 
 def _path(dest: Path, uid: str) -> str:
     return _series_dir(dest, uid).relative_to(dest).as_posix()
+
+
+def test_lagging_collection_cache_full_finds_after_refresh_verify_at_once(  # type: ignore[no-untyped-def]
+    cli, run_sync: SyncFn, sim: SimArchive, dest: Path, archive_server: SimServer
+) -> None:
+    """NBIA serves the collection level from a cache its background job refills."""
+    assert run_sync().exit_code == 0
+    cache_collection_md5(sim)
+    uid = sim.series_uids("Sim-Lung")[2]
+    sim.replace_instance(uid, 0, rerelease=False)
+
+    lagging = run_sync(full=True)
+    assert lagging.exit_code == 0 and lagging.extra["md5_hierarchy"]["drifted"] == []
+
+    cache_collection_md5(sim)  # the background job ran
+    found = run_sync(full=True)
+    assert found.exit_code == 0 and found.counts["updated"] == 1, found.counts
+    assert found.extra["md5_hierarchy"]["drifted"] == [uid]
+    assert_mirror_equals_archive(dest, sim)
+
+    sim.replace_instance(uid, 1, rerelease=False)  # the cache lags again
+    res = cli("verify", "--upstream", "--archive", archive_server.base_url)
+    assert res.exit_code == 5 and f"BROKEN {uid}: content differs" in res.output, res.output

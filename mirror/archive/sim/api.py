@@ -246,6 +246,16 @@ def collection_hierarchy_md5(sim: SimArchive, series: list[SimSeries]) -> str:
     return _hash_strings([patient_hierarchy_md5(sim, group) for group in patients.values()])
 
 
+def cache_collection_md5(sim: SimArchive) -> None:
+    """Run the background job once: the collection level answers these values (stale
+    as soon as content changes) until the next call; clear the dict for live answers."""
+    names = {s.collection for s in sim.all_series()}
+    sim.collection_md5_cache = {
+        n.upper(): collection_hierarchy_md5(sim, [s for s in sim.all_series() if s.collection == n])
+        for n in names
+    }
+
+
 def md5_hierarchy(sim: SimArchive, p: Params) -> Reply:
     """One level per request (nbia-api.md 5.13): series, study, patient+collection, collection."""
     everything = sim.all_series(visible_only=False)
@@ -263,8 +273,10 @@ def md5_hierarchy(sim: SimArchive, p: Params) -> Reply:
         ]
         return _plain(patient_hierarchy_md5(sim, chosen) if _any_visible(chosen) else "")
     if "Collection" in p:
+        cached = sim.collection_md5_cache.get(p["Collection"].upper())
         chosen = [s for s in everything if _eq(s.collection, p["Collection"])]
-        return _plain(collection_hierarchy_md5(sim, chosen) if _any_visible(chosen) else "")
+        live = collection_hierarchy_md5(sim, chosen) if _any_visible(chosen) else ""
+        return _plain(live if cached is None else cached)
     return missing("SeriesInstanceUID, StudyInstanceUID, PatientID or Collection")
 
 

@@ -96,6 +96,10 @@ class SimArchive:
         self._unit_sizes: dict[str, int] = {}
         self._lock = threading.RLock()
         self._fault_state = FaultState(FaultConfig(), seed=seed)
+        # getMD5Hierarchy's collection level upstream is a cache a background job fills;
+        # empty here means "always fresh". Tests fill it (api.cache_collection_md5) to
+        # play a cache that lags behind the content.
+        self.collection_md5_cache: dict[str, str] = {}
 
     @classmethod
     def preset(cls, name: str, seed: int = 0, **kwargs: object) -> SimArchive:
