@@ -269,6 +269,12 @@ def test_admin_endpoint_mutates_and_sets_faults(archive_server: SimServer, sim: 
     bad = httpx.post(f"{root}/admin/faults", content=json.dumps({"nonsense": 1}))
     assert bad.status_code == 400 and "nonsense" in bad.json()["error"]
 
+    listed, md5s = sim.record(uid).fingerprint, sim.true_md5s(uid)
+    httpx.post(f"{root}/admin/replace", json={"series_uid": uid, "index": 1, "rerelease": False})
+    assert sim.record(uid).fingerprint == listed and sim.true_md5s(uid)[1] != md5s[1]
+    httpx.post(f"{root}/admin/rerelease", json={"series_uid": uid})
+    assert sim.record(uid).fingerprint != listed and sim.true_md5s(uid)[0] == md5s[0]
+
 
 def test_series_metadata_post_is_quoted_csv(http: httpx.Client, sim: SimArchive) -> None:
     uids = sim.series_uids()[:2]
