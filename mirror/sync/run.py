@@ -210,10 +210,11 @@ class SyncRun:
         """Record series an earlier run committed but never recorded (it was stopped or
         died while tasks still ran): their sidecars are the proof. They count as changed
         in this run's ``--changed-files``, so downstream consumers never miss them."""
-        for entry in held.values():
-            if entry.attempts == 0 or entry.state == "withdrawn":
-                continue  # only series submitted without a recorded outcome
-            sidecar = committed_unrecorded(self.ctx.store, entry)
+        # Only series submitted without a recorded outcome (attempts is reset on commit).
+        pending = [e for e in held.values() if e.attempts > 0 and e.state != "withdrawn"]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            found = list(pool.map(lambda e: committed_unrecorded(self.ctx.store, e), pending))
+        for entry, sidecar in zip(pending, found, strict=True):
             if sidecar is None:
                 continue
             changed = sidecar.content_hash != entry.content_hash
