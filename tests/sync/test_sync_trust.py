@@ -26,7 +26,7 @@ from mirror.archive.sim import FaultConfig, SimArchive, SimServer
 from mirror.archive.sim.api import cache_collection_md5
 from mirror.cli import app
 from mirror.errors import StoreError, exit_code_for
-from mirror.layout import SeriesSidecar
+from mirror.layout import RESERVED_PREFIXES, SeriesSidecar
 from mirror.sync.ledger import Ledger
 
 
@@ -121,7 +121,7 @@ def test_full_state_dir_ledger_writes_raise_store_error(small_disk: Path) -> Non
 
 def _series_dir(dest: Path, uid: str) -> Path:
     return next(p.parent for p in dest.rglob("_series.json") if p.parent.name == uid and
-                "_attic" not in p.parts)
+                p.relative_to(dest).parts[0] not in RESERVED_PREFIXES)
 
 
 def test_redownload_repairs_damaged_local_files(
@@ -291,7 +291,8 @@ def _ledger_rows(dest: Path) -> dict[str, tuple[str, str]]:
 
 def _committed(dest: Path) -> dict[str, SeriesSidecar]:
     return {p.parent.name: SeriesSidecar.from_json(p.read_bytes())
-            for p in dest.rglob("_series.json") if p.relative_to(dest).parts[0] != "_attic"}
+            for p in dest.rglob("_series.json")
+            if p.relative_to(dest).parts[0] not in RESERVED_PREFIXES}  # not staging, not attic
 
 
 @pytest.mark.slow
