@@ -135,6 +135,24 @@ def test_store_error_stops_the_run(client: Client) -> None:
     assert len(report.unsubmitted) == 5 and rec.results == []
 
 
+def _store_broken_beside_a_slow_unit(tasks: tuple[Any, ...], *args: Any) -> list[Any]:
+    if tasks[0].record.series_uid == "1.2.0":
+        raise StoreError("disk full")
+    threading.Event().wait(0.2)  # still running when the fatal error arrives
+    return [FakeResult(t.record.series_uid) for t in tasks]
+
+
+def test_fatal_store_error_drains_the_running_unit(client: Client) -> None:
+    rec = Recorder()
+    units = make_units([task(i) for i in range(6)], "f")  # type: ignore[arg-type]
+    report = engine(client, _store_broken_beside_a_slow_unit, window=2).run(
+        units, rec.on_result, rec.on_error
+    )
+    assert isinstance(report.fatal, StoreError)
+    assert rec.results == ["1.2.1"], "the unit running beside the failed one is recorded"
+    assert len(report.unsubmitted) == 4
+
+
 def _buggy(tasks: tuple[Any, ...], *args: Any) -> list[Any]:
     if tasks[0].record.series_uid == "1.2.1":
         raise RuntimeError("bug")
