@@ -86,6 +86,7 @@ class SyncConfig:
     scratch_dir: str | None = None  # where workers stream series ZIPs (default: $TMPDIR)
     overlap_days: int = 3
     retry_pass: bool = True
+    drain_seconds: float = 120.0  # on a stop or fatal error: wait this long for running series
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     store_options: Mapping[str, Any] = field(default_factory=dict)
 

@@ -25,7 +25,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -147,6 +147,9 @@ class SeriesSidecar:
     license_uri: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)  # other listing fields
     schema_version: int = SIDECAR_SCHEMA_VERSION
+    # NBIA's getMD5Hierarchy series hash, over the digests exactly as md5hashes.csv gave
+    # them (each verified against its file); "" in sidecars written before it was kept.
+    md5_hierarchy: str = ""
 
     @property
     def content_hash(self) -> str:
@@ -175,6 +178,21 @@ class SeriesSidecar:
             return cls(**data)
         except (ValueError, KeyError, TypeError) as exc:
             raise IntegrityError(f"unreadable {SIDECAR_NAME}: {exc}") from exc
+
+
+def hierarchy_md5(digests: Iterable[str]) -> str:
+    """One node of NBIA's MD5 hierarchy: md5 over the sorted, concatenated child hashes
+    (at the series level, the instances' digests as the archive stores them)."""
+    return hashlib.md5("".join(sorted(digests)).encode()).hexdigest()
+
+
+def hierarchy_candidates(sidecar: SeriesSidecar) -> frozenset[str]:
+    """The series hash the archive may hold for these files: the recorded one, else every
+    digest padded to 32 (as we keep them) or every digest unpadded (CTP's toString(16))."""
+    if sidecar.md5_hierarchy:
+        return frozenset({sidecar.md5_hierarchy})
+    md5s = [i.md5 for i in sidecar.instances]
+    return frozenset({hierarchy_md5(md5s), hierarchy_md5(m.lstrip("0") or "0" for m in md5s)})
 
 
 def content_hash(instances: tuple[InstanceEntry, ...] | list[InstanceEntry]) -> str:

@@ -9,6 +9,8 @@ from mirror.layout import (
     InstanceEntry,
     SeriesSidecar,
     check_uid,
+    hierarchy_candidates,
+    hierarchy_md5,
     normalize_md5,
     safe_component,
     series_path,
@@ -118,3 +120,22 @@ def test_sidecar_round_trip_and_content_hash_order_free() -> None:
     assert sc.content_hash == SeriesSidecar(**{**sc.__dict__, "instances": inst[::-1]}).content_hash
     with pytest.raises(IntegrityError):
         SeriesSidecar.from_json(b"{not json")
+
+
+def test_hierarchy_hash_is_over_sorted_digests_as_stored() -> None:
+    import hashlib
+    from dataclasses import replace
+
+    stored = ["0f" + "1" * 30, "a" * 32]  # the archive may keep a digest unpadded: "f111…"
+    expected = hashlib.md5("".join(sorted(stored)).encode()).hexdigest()
+    assert hierarchy_md5(stored) == hierarchy_md5(stored[::-1]) == expected
+
+    inst = (InstanceEntry("1.dcm", "0f" + "1" * 30, 1), InstanceEntry("2.dcm", "a" * 32, 1))
+    sc = SeriesSidecar("1.3", "1.2", "P", "C", "CT", "C/P/1.2/1.3", inst, (2, 2, "", ""), 1,
+                       "r", "t", "v")
+    padded = hierarchy_md5(["0f" + "1" * 30, "a" * 32])
+    unpadded = hierarchy_md5(["f" + "1" * 30, "a" * 32])
+    assert hierarchy_candidates(sc) == {padded, unpadded}  # nothing recorded: either form
+    recorded = replace(sc, md5_hierarchy=unpadded)
+    assert hierarchy_candidates(recorded) == {unpadded}
+    assert SeriesSidecar.from_json(recorded.to_json()).md5_hierarchy == unpadded

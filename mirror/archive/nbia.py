@@ -21,7 +21,13 @@ import urllib3
 from mirror.archive import parse
 from mirror.archive.auth import TokenManager, token_url_for
 from mirror.archive.http import Body, InvalidParameter, RetryPolicy, Sleep, Transport
-from mirror.archive.port import CollectionRecord, PatientRecord, SeriesRecord, StudyRecord
+from mirror.archive.port import (
+    CollectionRecord,
+    HashNode,
+    PatientRecord,
+    SeriesRecord,
+    StudyRecord,
+)
 from mirror.errors import TruncatedDownload
 from mirror.layout import check_uid
 
@@ -147,8 +153,20 @@ class NbiaArchive:
 
     def md5_hierarchy(self, series_uid: str) -> str:
         """The server's series hash: md5 of its sorted, concatenated stored digests."""
-        form = {"SeriesInstanceUID": check_uid(series_uid)}
-        return self._http.call("POST", "getMD5Hierarchy", form).strip()
+        return self.hierarchy_md5(HashNode("", series_uid=series_uid))
+
+    def hierarchy_md5(self, node: HashNode) -> str:
+        """``POST getMD5Hierarchy`` for one level (nbia-api.md 5.13); "" if unknown."""
+        form: dict[str, str]
+        if node.series_uid:
+            form = {"SeriesInstanceUID": check_uid(node.series_uid)}
+        elif node.study_uid:
+            form = {"StudyInstanceUID": check_uid(node.study_uid)}
+        elif node.patient_id:
+            form = {"PatientID": node.patient_id, "Collection": node.collection}
+        else:
+            form = {"Collection": node.collection}
+        return self._http.call("POST", "getMD5Hierarchy", form).strip().lower()
 
     # --- downloads --------------------------------------------------------------------------
 

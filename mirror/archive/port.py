@@ -84,6 +84,34 @@ class SeriesRecord:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class HashNode:
+    """One level of NBIA's MD5 hierarchy: a collection, a patient in it, a study or a
+    series (the most specific UID given names the level)."""
+
+    collection: str
+    patient_id: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+
+    @property
+    def level(self) -> str:
+        if self.series_uid:
+            return "series"
+        if self.study_uid:
+            return "study"
+        return "patient" if self.patient_id else "collection"
+
+
+@runtime_checkable
+class HashedArchive(Protocol):
+    """An archive that serves NBIA's ``getMD5Hierarchy`` (an optional capability)."""
+
+    def hierarchy_md5(self, node: HashNode) -> str:
+        """32 lowercase hex, or "" when the archive knows nothing at that node."""
+        ...
+
+
 @runtime_checkable
 class Archive(Protocol):
     """Read-only view of an NBIA-like archive.

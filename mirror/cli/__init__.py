@@ -14,7 +14,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from mirror import __version__
-from mirror.errors import EXIT_INTERRUPTED, MirrorError, exit_code_for
+from mirror.errors import EXIT_DESTINATION, EXIT_INTERRUPTED, MirrorError, exit_code_for
 
 app = typer.Typer(
     name="mirror",
@@ -87,6 +87,11 @@ def run(call: Callable[[], T]) -> T:
     except KeyboardInterrupt as exc:
         typer.echo("interrupted", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from exc
+    except OSError as exc:
+        # Archive faults arrive as ArchiveError (a MirrorError); a bare OSError here comes
+        # from a local file: the destination, the state dir or a report path (exit 4).
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_DESTINATION) from exc
 
 
 def version_callback(value: bool) -> None:

@@ -108,6 +108,15 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
         int | None,
         typer.Option("--max-connections", help="Cluster-wide cap on concurrent downloads."),
     ] = None,
+    drain_timeout: Annotated[
+        float,
+        typer.Option(
+            "--drain-timeout",
+            min=0,
+            help="On SIGTERM or a destination error, wait up to this many seconds for "
+            "running series and record them.",
+        ),
+    ] = 120.0,
     state_dir: StateDir = None,
     layout: Annotated[
         str, typer.Option("--layout", help="Series path template.")
@@ -161,6 +170,7 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
             metrics=str(metrics) if metrics else None,
             changed_files=str(changed_files) if changed_files else None,
             scratch_dir=scratch_dir,
+            drain_seconds=drain_timeout,
             cluster=ClusterConfig(
                 scheduler=scheduler_from_env(scheduler),
                 workers=0 if threads_only else workers,
@@ -229,19 +239,36 @@ def status_command(dest: Dest, state_dir: StateDir = None, as_json: AsJson = Fal
     _print_status(report.to_dict())
 
 
-def verify_command(
+def verify_command(  # noqa: PLR0917 - one parameter per CLI option
     dest: Dest,
     deep: Annotated[bool, typer.Option("--deep", help="Re-read and hash every file.")] = False,
+    upstream: Annotated[
+        bool,
+        typer.Option(
+            "--upstream", help="Also compare with the archive's MD5 hierarchy (getMD5Hierarchy)."
+        ),
+    ] = False,
+    archive: Annotated[
+        str | None, typer.Option("--archive", help="NBIA API base URL (env MIRROR_ARCHIVE_URL).")
+    ] = None,
     state_dir: StateDir = None,
     as_json: AsJson = False,
 ) -> None:
-    """Check every present series against its sidecar; exit 5 on any problem."""
+    """Check every held series against its sidecar (and the archive); exit 5 on any problem."""
     from mirror.storage import open_store
     from mirror.sync.ops import verify
 
     def call() -> Any:
+        from mirror.archive.port import HashedArchive
+        from mirror.errors import UsageError
+        from mirror.sync.service import open_archive
+
         store = open_store(dest, **store_options_from_env(dest))
-        return verify(store, resolve_state_dir(dest, state_dir) / _LEDGER, deep=deep)
+        the_archive = open_archive(archive_url_from_env(archive)) if upstream else None
+        if the_archive is not None and not isinstance(the_archive, HashedArchive):
+            raise UsageError(f"{the_archive.url} offers no MD5 hierarchy to compare with")
+        ledger = resolve_state_dir(dest, state_dir) / _LEDGER
+        return verify(store, ledger, deep=deep, upstream=the_archive)
 
     report = run(call)
     if as_json:
@@ -251,7 +278,8 @@ def verify_command(
             for problem in broken.problems:
                 typer.echo(f"BROKEN {broken.series_uid}: {problem}", err=True)
         state = "ok" if report.ok else f"{len(report.broken)} series broken"
-        typer.echo(f"verify{' --deep' if deep else ''}: {report.checked} series checked, {state}")
+        mode = "".join(flag for flag, on in ((" --deep", deep), (" --upstream", upstream)) if on)
+        typer.echo(f"verify{mode}: {report.checked} series checked, {state}")
     if not report.ok:
         raise typer.Exit(EXIT_VERIFY)
 

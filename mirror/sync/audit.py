@@ -10,8 +10,9 @@ import hashlib
 from collections.abc import Callable, Iterator
 
 from mirror.errors import IntegrityError, ObjectNotFound
-from mirror.layout import RESERVED_PREFIXES, SIDECAR_NAME, SeriesSidecar
+from mirror.layout import RESERVED_PREFIXES, SIDECAR_NAME, SeriesSidecar, hierarchy_candidates
 from mirror.storage.port import Store
+from mirror.sync.plan import LedgerEntry
 from mirror.sync.verify_zip import LICENSE_NAME
 
 _CHUNK = 1 << 20
@@ -89,3 +90,46 @@ def hash_object(store: Store, key: str) -> str:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def held_hashes(store: Store, entry: LedgerEntry) -> frozenset[str]:
+    """The archive series hashes the held copy of ``entry`` may match: the recorded one,
+    else what its sidecar's digests give (none when the sidecar is gone or unreadable)."""
+    if entry.md5_hierarchy:
+        return frozenset({entry.md5_hierarchy})
+    try:
+        sidecar = read_sidecar(store, entry.path)
+    except (ObjectNotFound, IntegrityError):
+        return frozenset()
+    if sidecar.series_uid != entry.series_uid:
+        return frozenset()
+    return hierarchy_candidates(sidecar)
+
+
+def committed_unrecorded(store: Store, entry: LedgerEntry) -> SeriesSidecar | None:
+    """The intact committed copy of ``entry`` when the ledger does not record it (other
+    content or listing than the ledger's), else None. A copy the ledger knows stays as the
+    ledger says, even ``failed``: verify may have found it damaged."""
+    try:
+        sidecar = read_sidecar(store, entry.path)
+    except (ObjectNotFound, IntegrityError):
+        return None
+    known = (
+        sidecar.content_hash == entry.content_hash and sidecar.fingerprint == entry.fingerprint
+    )
+    if known or sidecar.series_uid != entry.series_uid:
+        return None
+    return sidecar if not verify_series(store, sidecar, deep=False) else None
+
+
+def held_damage(store: Store, entry: LedgerEntry) -> list[str]:
+    """Quick problems (no re-hash) with the committed copy of a present series."""
+    try:
+        sidecar = read_sidecar(store, entry.path)
+    except ObjectNotFound:
+        return [f"{entry.path}/{SIDECAR_NAME}: missing"]
+    except IntegrityError as exc:
+        return [str(exc)]
+    if sidecar.series_uid != entry.series_uid:
+        return [f"{entry.path}/{SIDECAR_NAME} names series {sidecar.series_uid}"]
+    return verify_series(store, sidecar, deep=False)

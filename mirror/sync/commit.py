@@ -128,6 +128,7 @@ def build_sidecar(
     *,
     series_version: int,
     run_id: str,
+    md5_hierarchy: str = "",
 ) -> SeriesSidecar:
     return SeriesSidecar(
         series_uid=record.series_uid,
@@ -145,13 +146,18 @@ def build_sidecar(
         license_name=record.license_name,
         license_uri=record.license_uri,
         extra=listing_extra(record),
+        md5_hierarchy=md5_hierarchy,
     )
 
 
-def refreshed(sidecar: SeriesSidecar, record: SeriesRecord) -> SeriesSidecar:
-    """Same content, listing fields as they are now (fingerprint, license, extras)."""
+def refreshed(
+    sidecar: SeriesSidecar, record: SeriesRecord, md5_hierarchy: str = ""
+) -> SeriesSidecar:
+    """Same content, listing fields as they are now (fingerprint, license, extras) and
+    the archive's series hash from this download (older sidecars lack it)."""
     return dataclasses.replace(
         sidecar,
+        md5_hierarchy=md5_hierarchy or sidecar.md5_hierarchy,
         modality=record.modality,
         fingerprint=record.fingerprint,
         license_name=record.license_name,
@@ -162,12 +168,6 @@ def refreshed(sidecar: SeriesSidecar, record: SeriesRecord) -> SeriesSidecar:
 
 def sidecar_key(path: str) -> str:
     return f"{path}/{SIDECAR_NAME}"
-
-
-def files_present(store: Store, sidecar: SeriesSidecar) -> bool:
-    """Cheap check (one listing) that every file the sidecar names is still there."""
-    present = {key.rsplit("/", 1)[-1] for key in store.list(sidecar.path)}
-    return all(i.name in present for i in sidecar.instances)
 
 
 # --- commit ------------------------------------------------------------------------------

@@ -93,6 +93,7 @@ class EngineOptions:
     window: int = 16  # units in flight
     use_resources: bool = True
     max_connections: int | None = None
+    drain_seconds: float = 120.0  # after a stop or fatal error, wait for running units
 
 
 class Engine:
@@ -160,6 +161,7 @@ class Engine:
                 self._deliver(future, unit, on_result, on_error, report)
                 if report.fatal is not None or should_stop():
                     report.stopped = report.fatal is None
+                    self._drain(inflight, on_result, on_error, report)
                     break
                 for nxt in _take(todo, 1):
                     self._add(window, inflight, nxt, report)
@@ -211,6 +213,31 @@ class Engine:
         log.warning("task %s failed on the cluster: %s: %s", unit.key, type(exc).__name__, exc)
         for task in unit.tasks:
             on_error(task, type(exc).__name__, str(exc) or repr(exc), True)
+
+    def _drain(
+        self, inflight: dict[Any, WorkUnit], on_result: OnResult, on_error: OnError, r: EngineReport
+    ) -> None:
+        """Give running units a bounded time to finish and hand their results over.
+
+        Cancelling a running task does not stop it: it may still commit. Waiting here
+        lets the driver record what lands; the next run reconciles whatever still slips
+        past (a sidecar the ledger does not know).
+        """
+        if not inflight or self._options.drain_seconds <= 0:
+            return
+        from distributed import wait
+
+        log.info("waiting up to %gs for %d running units", self._options.drain_seconds,
+                 len(inflight))  # fmt: skip
+        try:
+            wait(list(inflight), timeout=self._options.drain_seconds)  # type: ignore[no-untyped-call]
+        except TimeoutError:
+            log.warning("some units still running after %gs", self._options.drain_seconds)
+        for future, unit in list(inflight.items()):
+            if future.done():
+                del inflight[future]
+                r.completed_units += 1
+                self._deliver(future, unit, on_result, on_error, r)
 
     def _cancel(self, inflight: dict[Any, WorkUnit]) -> None:
         if inflight:

@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS series (
     last_error TEXT NOT NULL DEFAULT '',
     first_seen_run TEXT NOT NULL DEFAULT '',
     last_changed_run TEXT NOT NULL DEFAULT '',
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    md5_hierarchy TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS series_state ON series (state);
 CREATE INDEX IF NOT EXISTS series_collection ON series (collection);
@@ -76,8 +77,12 @@ CREATE TABLE IF NOT EXISTS events (
 _ENTRY_COLUMNS = (
     "series_uid, collection, patient_id, study_uid, path, state, fp_image_count, fp_file_size,"
     " fp_max_submission, fp_date_released, modality, content_hash, series_version,"
-    " n_instances, bytes, attempts, last_error_class"
+    " n_instances, bytes, attempts, last_error_class, md5_hierarchy"
 )
+
+# Columns added after the first release: (table, column, declaration). ``open`` adds the
+# missing ones to an existing ledger (CREATE TABLE IF NOT EXISTS never would).
+_ADDED_COLUMNS = (("series", "md5_hierarchy", "TEXT NOT NULL DEFAULT ''"),)
 
 
 def utcnow() -> str:
@@ -113,6 +118,7 @@ class Ledger:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=30000")
             conn.executescript(SCHEMA)
+            _add_missing_columns(conn)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the ledger at {target}: {exc}") from exc
         return cls(conn, str(target))
@@ -128,13 +134,21 @@ class Ledger:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._conn.execute("BEGIN IMMEDIATE")
+        # A full or failing state dir (SQLITE_FULL, SQLITE_IOERR) is a destination-class
+        # error: StoreError, exit 4, never a traceback.
         try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        except (sqlite3.OperationalError, OSError) as exc:
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot write the ledger {self.path}: {exc}") from exc
 
     def conn_pragmas(self) -> tuple[str, int]:
         """(journal_mode, synchronous) as SQLite reports them (2 = FULL)."""
@@ -278,7 +292,7 @@ class Ledger:
                 " study_uid = ?, fp_image_count = ?, fp_file_size = ?, fp_max_submission = ?,"
                 " fp_date_released = ?, content_hash = ?, series_version = ?,"
                 " n_instances = ?, bytes = ?, attempts = 0, last_error_class = '',"
-                " last_error = '', updated_at = ?,"
+                " last_error = '', updated_at = ?, md5_hierarchy = ?,"
                 " last_changed_run = CASE WHEN ? THEN ? ELSE last_changed_run END"
                 " WHERE series_uid = ?",
                 (
@@ -292,6 +306,7 @@ class Ledger:
                     sidecar.image_count,
                     sidecar.total_size,
                     now,
+                    sidecar.md5_hierarchy,
                     changed,
                     run_id,
                     record.series_uid,
@@ -316,15 +331,58 @@ class Ledger:
                 tx, run_id, record.series_uid, "failed", f"{error_class}: {message}"[:2000], now=now
             )
 
-    def record_withdrawn(self, series_uid: str, run_id: str, detail: str) -> None:
+    def record_withdrawn(
+        self, series_uid: str, run_id: str, detail: str, *, gone: bool = False
+    ) -> None:
+        """``gone``: the folder left the mirror (attic), so nothing is held any more; a
+        tombstone keeps its counts and a later ``--delete`` moves it."""
         now = utcnow()
         with self._tx() as tx:
             tx.execute(
-                "UPDATE series SET state = 'withdrawn', last_changed_run = ?, updated_at = ?"
+                "UPDATE series SET state = 'withdrawn', last_changed_run = ?, updated_at = ?,"
+                " n_instances = CASE WHEN ? THEN 0 ELSE n_instances END,"
+                " bytes = CASE WHEN ? THEN 0 ELSE bytes END"
                 " WHERE series_uid = ?",
-                (run_id, now, series_uid),
+                (run_id, now, gone, gone, series_uid),
             )
             _event(tx, run_id, series_uid, "withdrawn", detail, now=now)
+
+    def record_reconciled(self, sidecar: SeriesSidecar, run_id: str, *, changed: bool) -> None:
+        """A committed series an earlier run never recorded: take it from its sidecar."""
+        now = utcnow()
+        with self._tx() as tx:
+            tx.execute(
+                "UPDATE series SET state = 'present', path = ?, modality = ?,"
+                " fp_image_count = ?, fp_file_size = ?, fp_max_submission = ?,"
+                " fp_date_released = ?, content_hash = ?, series_version = ?, n_instances = ?,"
+                " bytes = ?, attempts = 0, last_error_class = '', last_error = '',"
+                " updated_at = ?, md5_hierarchy = ?,"
+                " last_changed_run = CASE WHEN ? THEN ? ELSE last_changed_run END"
+                " WHERE series_uid = ?",
+                (
+                    sidecar.path,
+                    sidecar.modality,
+                    *sidecar.fingerprint,
+                    sidecar.content_hash,
+                    sidecar.series_version,
+                    sidecar.image_count,
+                    sidecar.total_size,
+                    now,
+                    sidecar.md5_hierarchy,
+                    changed,
+                    run_id,
+                    sidecar.series_uid,
+                ),
+            )
+            _event(tx, run_id, sidecar.series_uid, "reconciled", f"committed by {sidecar.run_id}",
+                   now=now)  # fmt: skip
+
+    def set_md5_hierarchy(self, series_uid: str, value: str) -> None:
+        """Adopt the archive's series hash for a held copy recorded before it was kept."""
+        with self._tx() as tx:
+            tx.execute(
+                "UPDATE series SET md5_hierarchy = ? WHERE series_uid = ?", (value, series_uid)
+            )
 
     def mark_broken(self, series_uid: str, run_id: str, detail: str) -> None:
         """``verify`` found it damaged: the next sync fetches it again."""
@@ -346,8 +404,8 @@ class Ledger:
                 "INSERT OR REPLACE INTO series (series_uid, collection, patient_id, study_uid,"
                 " modality, path, state, fp_image_count, fp_file_size, fp_max_submission,"
                 " fp_date_released, content_hash, series_version, n_instances, bytes,"
-                " first_seen_run, last_changed_run, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'present', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " first_seen_run, last_changed_run, updated_at, md5_hierarchy)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'present', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     sidecar.series_uid,
                     sidecar.collection,
@@ -363,9 +421,17 @@ class Ledger:
                     sidecar.run_id,
                     sidecar.run_id,
                     now,
+                    sidecar.md5_hierarchy,
                 ),
             )
             tx.execute("INSERT OR IGNORE INTO collections (name) VALUES (?)", (sidecar.collection,))
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, column, decl in _ADDED_COLUMNS:
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
 
 def _entry(row: tuple[Any, ...]) -> LedgerEntry:
@@ -384,6 +450,7 @@ def _entry(row: tuple[Any, ...]) -> LedgerEntry:
         bytes=int(row[14]),
         attempts=int(row[15]),
         last_error_class=row[16],
+        md5_hierarchy=row[17],
     )
 
 

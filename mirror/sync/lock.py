@@ -39,8 +39,14 @@ class RunLock:
             holder = _read_holder(fd)
             os.close(fd)
             raise LockHeld(f"another sync holds {self.path} ({holder})") from exc
+        try:
+            self._write_holder(fd)
+        except OSError as exc:
+            # A full or read-only state dir: exit 4 with a message, not a traceback.
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            raise StoreError(f"cannot write the run lock {self.path}: {exc}") from exc
         self._fd = fd
-        self._write_holder(fd)
 
     def _write_holder(self, fd: int) -> None:
         info = {

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mirror.archive.port import HashedArchive
 from mirror.errors import IntegrityError, ObjectNotFound, UsageError
 from mirror.storage.port import Store
 from mirror.sync.ledger import Ledger
@@ -96,6 +97,7 @@ class VerifyReport:
     checked: int
     deep: bool
     broken: tuple[SeriesProblem, ...] = field(default=())
+    upstream_requests: int | None = None  # getMD5Hierarchy calls (None: not compared)
 
     @property
     def ok(self) -> bool:
@@ -105,6 +107,7 @@ class VerifyReport:
         return {
             "checked": self.checked,
             "deep": self.deep,
+            "upstream_requests": self.upstream_requests,
             "ok": self.ok,
             "broken": [
                 {"series_uid": b.series_uid, "path": b.path, "problems": list(b.problems)}
@@ -113,20 +116,70 @@ class VerifyReport:
         }
 
 
-def verify(store: Store, ledger_path: Path, *, deep: bool, threads: int = 8) -> VerifyReport:
-    """Check every present series against its sidecar; broken ones go back to ``failed``.
+def verify(
+    store: Store,
+    ledger_path: Path,
+    *,
+    deep: bool,
+    threads: int = 8,
+    upstream: HashedArchive | None = None,
+) -> VerifyReport:
+    """Check every held series against its sidecar; broken ones go back to ``failed``.
 
     Marking them failed (not present) makes the next ``mirror sync`` fetch them again.
+    "Held" is every series with a committed copy, whatever its state now: one that an
+    earlier verify (or a failed update) marked ``failed`` is still visible to readers,
+    so it is checked and reported on every run until a sync repairs it.
+
+    With ``upstream``, each held copy is also compared with the archive's MD5 hierarchy
+    (top-down, see :mod:`mirror.sync.hierarchy`): content the archive changed without a
+    new release is reported like damage, and the next sync fetches it.
     """
     with _existing_ledger(ledger_path) as ledger:
-        present = [e for e in ledger.entries().values() if e.state == "present"]
+        held = [e for e in ledger.entries().values() if _held(e)]
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            found = list(pool.map(lambda e: _check(store, e, deep=deep), present))
-        broken = tuple(p for p in found if p is not None)
+            found = list(pool.map(lambda e: _check(store, e, deep=deep), held))
+        problems = {p.series_uid: p for p in found if p is not None}
+        requests = None
+        if upstream is not None:
+            requests = _compare_upstream(store, ledger, held, upstream, problems)
+        broken = tuple(problems[e.series_uid] for e in held if e.series_uid in problems)
         run_id = "verify-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         for problem in broken:
             ledger.mark_broken(problem.series_uid, run_id, "; ".join(problem.problems)[:2000])
-    return VerifyReport(len(present), deep, broken)
+    return VerifyReport(len(held), deep, broken, requests)
+
+
+def _compare_upstream(
+    store: Store,
+    ledger: Ledger,
+    held: list[LedgerEntry],
+    upstream: HashedArchive,
+    problems: dict[str, SeriesProblem],
+) -> int:
+    from mirror.sync.audit import held_hashes
+    from mirror.sync.hierarchy import find_drift
+
+    drift = find_drift(
+        upstream.hierarchy_md5,
+        held,
+        lambda e: held_hashes(store, e),
+        trust_collection_cache=False,  # the patient level is live upstream, the cache may lag
+    )
+    for uid, value in drift.adopted:
+        ledger.set_md5_hierarchy(uid, value)
+    notes = {uid: "content differs from the archive's (getMD5Hierarchy)" for uid in drift.drifted}
+    notes |= {uid: "the archive has no MD5 hierarchy for it" for uid in drift.unknown}
+    by_uid = {e.series_uid: e for e in held}
+    for uid, note in notes.items():
+        old = problems.get(uid)
+        path = by_uid[uid].path
+        problems[uid] = SeriesProblem(uid, path, (*(old.problems if old else ()), note))
+    return drift.requests
+
+
+def _held(entry: LedgerEntry) -> bool:
+    return entry.state == "present" or (entry.state != "withdrawn" and bool(entry.content_hash))
 
 
 def _check(store: Store, entry: LedgerEntry, *, deep: bool) -> SeriesProblem | None:

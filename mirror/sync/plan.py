@@ -42,6 +42,7 @@ class LedgerEntry:
     bytes: int = 0
     attempts: int = 0
     last_error_class: str = ""
+    md5_hierarchy: str = ""  # the archive's getMD5Hierarchy series hash for the held copy
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +180,16 @@ def plan(
     scope: PlanScope,
     max_delete: MaxDelete = DEFAULT_MAX_DELETE,
     template: str = DEFAULT_TEMPLATE,
+    delete: bool = False,
+    drifted: frozenset[str] = frozenset(),
 ) -> SyncPlan:
-    """Give every series in scope exactly one outcome; raise SafetyAbort on suspicious input."""
+    """Give every series in scope exactly one outcome; raise SafetyAbort on suspicious input.
+
+    With ``delete``, tombstones (withdrawn earlier, files still visible) are withdrawn
+    again so the run moves them to the attic, within the same ``max_delete`` budget.
+    ``drifted`` names held series whose content the archive's MD5 hierarchy says changed
+    although no listing field did: they are ``changed``, not ``unchanged``.
+    """
     _guard_empty_listings(remote, held, scope)
     items: list[PlanItem] = []
     rejected: list[Rejected] = []
@@ -189,13 +198,13 @@ def plan(
         if record.series_uid in seen or not _admits_record(scope, record):
             continue
         seen.add(record.series_uid)
-        item = _classify(record, held.get(record.series_uid), template)
+        item = _classify(record, held.get(record.series_uid), template, drifted)
         if isinstance(item, Rejected):
             rejected.append(item)
         else:
             items.append(item)
-    withdrawn = _withdrawn(held, seen, scope)
-    _guard_withdrawals(withdrawn, held, scope, max_delete)
+    withdrawn = _withdrawn(held, seen, scope, delete=delete)
+    _guard_withdrawals(withdrawn, held, scope, max_delete, delete=delete)
     deferred = sorted(
         uid
         for uid, entry in held.items()
@@ -216,7 +225,7 @@ def _admits_entry(scope: PlanScope, e: LedgerEntry) -> bool:
 
 
 def _classify(
-    record: SeriesRecord, entry: LedgerEntry | None, template: str
+    record: SeriesRecord, entry: LedgerEntry | None, template: str, drifted: frozenset[str]
 ) -> PlanItem | Rejected:
     try:
         path = entry.path if entry and entry.path else _path_for(record, template)
@@ -227,7 +236,7 @@ def _classify(
         return PlanItem(uid, "new", path, record, entry)
     if entry.state in PENDING_STATES:
         return PlanItem(uid, "retry", path, record, entry)
-    if entry.fingerprint != record.fingerprint:
+    if entry.fingerprint != record.fingerprint or uid in drifted:
         return PlanItem(uid, "changed", path, record, entry)
     return PlanItem(uid, "unchanged", path, record, entry)
 
@@ -244,22 +253,33 @@ def _path_for(record: SeriesRecord, template: str) -> str:
     )
 
 
-def _withdrawn(held: Mapping[str, LedgerEntry], seen: set[str], scope: PlanScope) -> list[PlanItem]:
+def is_tombstone(entry: LedgerEntry) -> bool:
+    """Withdrawn upstream but still visible in the mirror (not moved to the attic yet)."""
+    return entry.state == "withdrawn" and entry.n_instances > 0
+
+
+def _withdrawn(
+    held: Mapping[str, LedgerEntry], seen: set[str], scope: PlanScope, *, delete: bool
+) -> list[PlanItem]:
     return [
         PlanItem(uid, "withdrawn", entry.path, None, entry)
         for uid, entry in sorted(held.items())
         if uid not in seen
-        and entry.state != "withdrawn"
+        and (entry.state != "withdrawn" or (delete and is_tombstone(entry)))
         and entry.collection in scope.listed
         and _admits_entry(scope, entry)
     ]
 
 
-def _held_in_listed(held: Mapping[str, LedgerEntry], scope: PlanScope) -> Counter[str]:
+def _held_in_listed(
+    held: Mapping[str, LedgerEntry], scope: PlanScope, *, tombstones: bool = False
+) -> Counter[str]:
     return Counter(
         e.collection
         for e in held.values()
-        if e.state != "withdrawn" and e.collection in scope.listed and _admits_entry(scope, e)
+        if (e.state != "withdrawn" or (tombstones and is_tombstone(e)))
+        and e.collection in scope.listed
+        and _admits_entry(scope, e)
     )
 
 
@@ -281,8 +301,10 @@ def _guard_withdrawals(
     held: Mapping[str, LedgerEntry],
     scope: PlanScope,
     max_delete: MaxDelete,
+    *,
+    delete: bool,
 ) -> None:
-    n_held = sum(_held_in_listed(held, scope).values())
+    n_held = sum(_held_in_listed(held, scope, tombstones=delete).values())
     limit = max_delete.limit(n_held)
     if len(withdrawn) > limit:
         raise SafetyAbort(

@@ -11,13 +11,14 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from mirror import __version__
-from mirror.archive.port import Archive, SeriesRecord
+from mirror.archive.port import Archive, HashedArchive, SeriesRecord
 from mirror.config import SyncConfig
 from mirror.errors import (
     EXIT_DESTINATION,
@@ -28,11 +29,13 @@ from mirror.errors import (
     ObjectNotFound,
 )
 from mirror.storage.port import Store
+from mirror.sync.audit import committed_unrecorded, held_damage, held_hashes
 from mirror.sync.engine import Engine, EngineOptions, EngineReport, make_units
+from mirror.sync.hierarchy import DriftReport, find_drift
 from mirror.sync.ledger import Ledger, utcnow
 from mirror.sync.listing import Listing, gather
 from mirror.sync.manifest import write_text_atomic
-from mirror.sync.plan import PlanItem, SyncPlan, plan
+from mirror.sync.plan import LedgerEntry, PlanItem, SyncPlan, plan
 from mirror.sync.report import Failure, RunSummary
 
 log = logging.getLogger(__name__)
@@ -93,6 +96,8 @@ class SyncRun:
         self._t0 = time.monotonic()
         self.listing: Listing | None = None
         self.slots = 1
+        self.drift: DriftReport | None = None
+        self.reconciled: list[str] = []
 
     # --- the run -------------------------------------------------------------------------
 
@@ -110,6 +115,8 @@ class SyncRun:
 
     def _body(self) -> tuple[int, SyncPlan]:
         cfg, ledger = self.ctx.config, self.ctx.ledger
+        if not cfg.dry_run:
+            self._reconcile(ledger.entries())
         held = ledger.entries()
         self.listing = gather(
             self.ctx.archive,
@@ -119,13 +126,12 @@ class SyncRun:
             full=cfg.full,
             overlap_days=cfg.overlap_days,
         )
-        the_plan = plan(
-            self.listing.records,
-            held,
-            scope=self.listing.scope,
-            max_delete=cfg.max_delete,
-            template=cfg.layout,
-        )
+        the_plan = self._plan(held)
+        suspect = self._damaged(the_plan)
+        if cfg.full:
+            suspect |= self._find_drift(the_plan).drifted
+        if suspect:
+            the_plan = self._plan(held, suspect)
         log.info("plan: %s, %d bytes to fetch", the_plan.counts, the_plan.bytes_to_fetch)
         if cfg.dry_run:
             return EXIT_OK, the_plan
@@ -143,6 +149,81 @@ class SyncRun:
             return EXIT_INTERRUPTED, the_plan
         self._withdraw(the_plan.by_outcome("withdrawn"))
         return (EXIT_PARTIAL if self.tally.failures else EXIT_OK), the_plan
+
+    def _plan(
+        self, held: dict[str, LedgerEntry], drifted: frozenset[str] = frozenset()
+    ) -> SyncPlan:
+        cfg, listing = self.ctx.config, self.listing
+        assert listing is not None
+        return plan(
+            listing.records,
+            held,
+            scope=listing.scope,
+            max_delete=cfg.max_delete,
+            template=cfg.layout,
+            delete=cfg.delete,
+            drifted=drifted,
+        )
+
+    def _find_drift(self, the_plan: SyncPlan) -> DriftReport:
+        """``--full``: ask the archive's MD5 hierarchy about every series the listing calls
+        unchanged (top-down, so an unchanged collection costs one request)."""
+        archive = self.ctx.archive
+        unchanged = [i.held for i in the_plan.by_outcome("unchanged") if i.held is not None]
+        if not isinstance(archive, HashedArchive):
+            log.warning("the archive offers no MD5 hierarchy: silent changes stay unseen")
+            return DriftReport(frozenset(), frozenset(), (), 0)
+        self.drift = find_drift(archive.hierarchy_md5, unchanged, self._candidates)
+        if not self.ctx.config.dry_run:
+            for uid, value in self.drift.adopted:
+                self.ctx.ledger.set_md5_hierarchy(uid, value)
+        log.info(
+            "md5 hierarchy: %d requests, %d series changed without a new release",
+            self.drift.requests,
+            len(self.drift.drifted),
+        )
+        if self.drift.unknown:
+            log.warning(
+                "the archive has no MD5 hierarchy for %d listed series", len(self.drift.unknown)
+            )
+        return self.drift
+
+    def _damaged(self, the_plan: SyncPlan) -> frozenset[str]:
+        """Series the listing calls unchanged whose files on local disk are not as their
+        sidecar says (missing, other size, strays): fetch them again, which repairs them.
+        Object stores are left to ``verify``: their objects are put whole, with their MD5."""
+        if not self.ctx.store.capabilities.local:
+            return frozenset()
+        unchanged = [i.held for i in the_plan.by_outcome("unchanged") if i.held is not None]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            found = pool.map(lambda e: (e, held_damage(self.ctx.store, e)), unchanged)
+            damaged = [(e, problems) for e, problems in found if problems]
+        for entry, problems in damaged:
+            log.warning("series %s: held copy damaged (%s); fetching it again",
+                        entry.series_uid, "; ".join(problems[:3]))  # fmt: skip
+        return frozenset(e.series_uid for e, _ in damaged)
+
+    def _candidates(self, entry: LedgerEntry) -> frozenset[str]:
+        return held_hashes(self.ctx.store, entry)
+
+    def _reconcile(self, held: dict[str, LedgerEntry]) -> None:
+        """Record series an earlier run committed but never recorded (it was stopped or
+        died while tasks still ran): their sidecars are the proof. They count as changed
+        in this run's ``--changed-files``, so downstream consumers never miss them."""
+        # Only series submitted without a recorded outcome (attempts is reset on commit).
+        pending = [e for e in held.values() if e.attempts > 0 and e.state != "withdrawn"]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            found = list(pool.map(lambda e: committed_unrecorded(self.ctx.store, e), pending))
+        for entry, sidecar in zip(pending, found, strict=True):
+            if sidecar is None:
+                continue
+            changed = sidecar.content_hash != entry.content_hash
+            self.ctx.ledger.record_reconciled(sidecar, self.ctx.run_id, changed=changed)
+            self.reconciled.append(entry.series_uid)
+            if changed:
+                self.tally.changed_paths.append(sidecar.path)
+            log.info("series %s: recorded from its sidecar (committed by %s)",
+                     entry.series_uid, sidecar.run_id)  # fmt: skip
 
     def _announce(self) -> None:
         """Write ``_runs/<run_id>.json`` (status running) first: proves the destination is
@@ -187,6 +268,7 @@ class SyncRun:
                     window=max(4, 2 * handle.threads),
                     use_resources=handle.use_resources,
                     max_connections=self.ctx.config.cluster.max_connections,
+                    drain_seconds=self.ctx.config.drain_seconds,
                 ),
             )
             report = self._pass(engine, todo, 1)
@@ -300,7 +382,9 @@ class SyncRun:
                 attic = f"_attic/{self.ctx.run_id}/{item.path}"
                 moved = self._move_aside(item.path, attic)
                 detail = f"moved to {attic}" if moved else "nothing to move"
-            self.ctx.ledger.record_withdrawn(item.series_uid, self.ctx.run_id, detail)
+            self.ctx.ledger.record_withdrawn(
+                item.series_uid, self.ctx.run_id, detail, gone=self.ctx.config.delete
+            )
             if self.ctx.config.delete:
                 self.tally.changed_paths.append(item.path)
             self.tally.counts["withdrawn"] += 1
@@ -352,5 +436,15 @@ class SyncRun:
             plan=the_plan.to_dict() if cfg.dry_run and the_plan else None,
             error=error,
             changed_files_path=self._write_changed_files(),
-            extra={"not_found": list(listing.not_found)} if listing and listing.not_found else {},
+            extra=self._extra(),
         )
+
+    def _extra(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.listing and self.listing.not_found:
+            extra["not_found"] = list(self.listing.not_found)
+        if self.drift is not None:
+            extra["md5_hierarchy"] = self.drift.to_dict()
+        if self.reconciled:
+            extra["reconciled"] = sorted(self.reconciled)
+        return extra

@@ -169,21 +169,29 @@ def _publish(
     task: SeriesTask, store: Store, root: str | None, staged: ExtractedSeries
 ) -> tuple[str, SeriesSidecar]:
     current = _current_sidecar(task, store)
-    if (
-        current is not None
-        and current.content_hash == content_hash(staged.instances)
-        and commit.files_present(store, current)
-    ):
-        updated = commit.refreshed(current, task.record)
-        if updated != current:
-            store.put_bytes(commit.sidecar_key(task.path), updated.to_json())
-        return "unchanged", updated
+    same = current is not None and current.content_hash == content_hash(staged.instances)
+    if current is not None and same:
+        # "Unchanged" is a claim about the files readers see, not about the sidecar: the
+        # fresh copy is verified already, so re-hash the held one (sizes, stored MD5s,
+        # bytes, stray files) and publish the fresh copy over any damage.
+        damage = verify_series(store, current, deep=True)
+        if not damage:
+            updated = commit.refreshed(current, task.record, staged.md5_hierarchy)
+            if updated != current:
+                store.put_bytes(commit.sidecar_key(task.path), updated.to_json())
+            return "unchanged", updated
+        log.warning(
+            "series %s: held copy is damaged (%s); publishing the fresh download",
+            task.record.series_uid,
+            "; ".join(damage[:3]),
+        )
     sidecar = commit.build_sidecar(
         task.record,
         task.path,
         staged.instances,
-        series_version=task.series_version,
+        series_version=current.series_version if current and same else task.series_version,
         run_id=task.run_id,
+        md5_hierarchy=staged.md5_hierarchy,
     )
     if root is not None:
         commit.commit_local(store, root, staged, sidecar)

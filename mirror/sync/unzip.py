@@ -35,7 +35,7 @@ from mirror.errors import (
     TruncatedDownload,
     UnsafeArchiveEntry,
 )
-from mirror.layout import InstanceEntry
+from mirror.layout import InstanceEntry, hierarchy_md5, normalize_md5
 from mirror.sync import verify_zip as vz
 
 # A ZIP of N files of total size S is at most S plus headers, descriptors and DEFLATE's
@@ -297,7 +297,8 @@ def _verified(streamed: _Streamed, dest_dir: str, record: SeriesRecord) -> vz.Ex
         # A server-side failure mid-stream still closes the ZIP properly, but without
         # the CSV: that is a short download, worth another try.
         raise IncompleteSeries(f"ZIP has no {vz.CSV_NAME} ({len(streamed.entries)} entries)")
-    expected = vz.parse_md5_csv(streamed.csv)
+    stored = vz.stored_md5s(streamed.csv)
+    expected = {name: normalize_md5(digest) for name, digest in stored.items()}
     entries = tuple(streamed.entries.values())
     vz.check_listing(entries, expected, record)
     for entry in entries:
@@ -305,4 +306,6 @@ def _verified(streamed: _Streamed, dest_dir: str, record: SeriesRecord) -> vz.Ex
             raise ChecksumMismatch(
                 f"{entry.name}: MD5 {entry.md5}, archive says {expected[entry.name]}"
             )
-    return vz.ExtractedSeries(dest_dir, entries, streamed.has_license)
+    return vz.ExtractedSeries(
+        dest_dir, entries, streamed.has_license, hierarchy_md5(stored.values())
+    )

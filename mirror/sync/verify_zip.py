@@ -40,6 +40,7 @@ class ExtractedSeries:
     directory: str
     instances: tuple[InstanceEntry, ...]
     has_license: bool
+    md5_hierarchy: str = ""  # getMD5Hierarchy's series hash, from md5hashes.csv as given
 
 
 def check_name(name: str) -> None:
@@ -68,6 +69,12 @@ def check_entry(info: zipfile.ZipInfo, max_entry_bytes: int) -> None:
 
 def parse_md5_csv(raw: bytes) -> dict[str, str]:
     """``Filename,MD5Hash`` rows → {name: normalised md5}; exactly one row per name."""
+    return {name: normalize_md5(stored) for name, stored in stored_md5s(raw).items()}
+
+
+def stored_md5s(raw: bytes) -> dict[str, str]:
+    """``Filename,MD5Hash`` rows → {name: digest as the archive stores it}, each checked
+    to be hex; exactly one row per name. The archive's series hash is over these."""
     try:
         rows = list(csv.reader(io.StringIO(raw.decode("utf-8"), newline="")))
     except (UnicodeDecodeError, csv.Error) as exc:
@@ -84,9 +91,10 @@ def parse_md5_csv(raw: bytes) -> dict[str, str]:
         if name in table:
             raise ArchiveProtocolError(f"{CSV_NAME}: {name!r} listed twice")
         try:
-            table[name] = normalize_md5(digest)
+            normalize_md5(digest)
         except IntegrityError as exc:
             raise ArchiveProtocolError(f"{CSV_NAME}: {name!r}: {exc}") from exc
+        table[name] = digest.strip()
     return table
 
 

@@ -269,6 +269,12 @@ def test_admin_endpoint_mutates_and_sets_faults(archive_server: SimServer, sim: 
     bad = httpx.post(f"{root}/admin/faults", content=json.dumps({"nonsense": 1}))
     assert bad.status_code == 400 and "nonsense" in bad.json()["error"]
 
+    listed, md5s = sim.record(uid).fingerprint, sim.true_md5s(uid)
+    httpx.post(f"{root}/admin/replace", json={"series_uid": uid, "index": 1, "rerelease": False})
+    assert sim.record(uid).fingerprint == listed and sim.true_md5s(uid)[1] != md5s[1]
+    httpx.post(f"{root}/admin/rerelease", json={"series_uid": uid})
+    assert sim.record(uid).fingerprint != listed and sim.true_md5s(uid)[0] == md5s[0]
+
 
 def test_series_metadata_post_is_quoted_csv(http: httpx.Client, sim: SimArchive) -> None:
     uids = sim.series_uids()[:2]
@@ -324,3 +330,37 @@ def test_deflated_entries_use_data_descriptors(http: httpx.Client, sim: SimArchi
     zf = _zip(http.get("getImage", params={"SeriesInstanceUID": sim.series_uids()[0]}))
     assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_DEFLATED}
     assert all(i.flag_bits & 0x08 for i in zf.infolist())
+
+
+def test_md5_hierarchy_levels_nest_study_patient_collection(
+    http: httpx.Client, sim: SimArchive
+) -> None:
+    def h(values: list[str]) -> str:
+        return hashlib.md5("".join(sorted(values)).encode()).hexdigest()
+
+    def ask(**form: str) -> str:
+        return http.post("getMD5Hierarchy", data=form).text
+
+    collection = "Sim-Lung"
+    series = {uid: sim.get_series(uid) for uid in sim.series_uids(collection)}
+    studies: dict[str, list[str]] = {}
+    patients: dict[str, set[str]] = {}
+    for uid, s in series.items():
+        assert s is not None
+        studies.setdefault(s.study_uid, []).append(ask(SeriesInstanceUID=uid))
+        patients.setdefault(s.patient_id, set()).add(s.study_uid)
+    for study, hashes in studies.items():
+        assert ask(StudyInstanceUID=study) == h(hashes)
+    patient_hashes = []
+    for pid, study_uids in patients.items():
+        expected = h([h(studies[u]) for u in study_uids])
+        assert ask(PatientID=pid, Collection=collection) == expected
+        patient_hashes.append(expected)
+    assert ask(Collection=collection) == h(patient_hashes)
+
+    before, uid = ask(Collection=collection), next(iter(series))
+    listed, md5s = sim.record(uid).fingerprint, sim.true_md5s(uid)
+    sim.replace_instance(uid, rerelease=False)  # silent: no listing field changes
+    assert sim.record(uid).fingerprint == listed and sim.true_md5s(uid) != md5s
+    assert ask(Collection=collection) != before
+    assert ask(Collection="Sim-Brain") != "" and ask(Collection="Nope") == ""

@@ -135,6 +135,24 @@ def test_store_error_stops_the_run(client: Client) -> None:
     assert len(report.unsubmitted) == 5 and rec.results == []
 
 
+def _store_broken_beside_a_slow_unit(tasks: tuple[Any, ...], *args: Any) -> list[Any]:
+    if tasks[0].record.series_uid == "1.2.0":
+        raise StoreError("disk full")
+    threading.Event().wait(0.2)  # still running when the fatal error arrives
+    return [FakeResult(t.record.series_uid) for t in tasks]
+
+
+def test_fatal_store_error_drains_the_running_unit(client: Client) -> None:
+    rec = Recorder()
+    units = make_units([task(i) for i in range(6)], "f")  # type: ignore[arg-type]
+    report = engine(client, _store_broken_beside_a_slow_unit, window=2).run(
+        units, rec.on_result, rec.on_error
+    )
+    assert isinstance(report.fatal, StoreError)
+    assert rec.results == ["1.2.1"], "the unit running beside the failed one is recorded"
+    assert len(report.unsubmitted) == 4
+
+
 def _buggy(tasks: tuple[Any, ...], *args: Any) -> list[Any]:
     if tasks[0].record.series_uid == "1.2.1":
         raise RuntimeError("bug")
@@ -151,12 +169,25 @@ def test_task_crash_or_missing_result_is_a_retryable_failure(client: Client) -> 
     assert sorted(rec.errors) == [("1.2.1", "RuntimeError", True), ("1.2.2", "MissingResult", True)]
 
 
-def test_stop_request_leaves_the_rest_unsubmitted(client: Client) -> None:
+def test_stop_request_drains_running_units_and_leaves_the_rest_unsubmitted(
+    client: Client,
+) -> None:
     rec = Recorder()
     units = make_units([task(i) for i in range(10)], "x")  # type: ignore[arg-type]
     report = engine(client, Gauge("stop"), window=2).run(
         units, rec.on_result, rec.on_error, should_stop=lambda: bool(rec.results)
     )
+    # the unit running beside the first one is waited for and recorded, nothing new starts
+    assert report.stopped and len(rec.results) == 2
+    assert len(rec.results) + len(report.unsubmitted) == 10
+
+
+def test_stop_without_drain_time_cancels_running_units(client: Client) -> None:
+    rec = Recorder()
+    units = make_units([task(i) for i in range(10)], "y")  # type: ignore[arg-type]
+    quick = Engine(client, object(), MemoryStore("e"), None,  # type: ignore[arg-type]
+                   options=EngineOptions(window=2, drain_seconds=0), unit_fn=Gauge("stop0"))
+    report = quick.run(units, rec.on_result, rec.on_error, should_stop=lambda: bool(rec.results))
     assert report.stopped and len(rec.results) == 1
     assert len(rec.results) + len(report.unsubmitted) == 10
 

@@ -164,3 +164,22 @@ def test_dry_run_dict_lists_work_not_unchanged() -> None:
     d = p.to_dict()
     assert d["bytes_to_fetch"] == 100
     assert [s["series_uid"] for s in d["series"]] == [S2]  # type: ignore[index]
+
+
+def test_drifted_unchanged_series_is_changed() -> None:
+    a, b = rec(S1), rec(S2)
+    out = plan([a, b], {S1: held(a), S2: held(b)}, scope=PlanScope(listed=frozenset({"A"})),
+               drifted=frozenset({S2}))
+    assert [(i.series_uid, i.outcome) for i in out.items] == [(S1, "unchanged"), (S2, "changed")]
+
+
+def test_delete_withdraws_tombstones_again_within_max_delete() -> None:
+    a, b, c = rec(S1), rec(S2), rec(S3)
+    ledger = {S1: held(a), S2: held(b, "withdrawn", n_instances=2),
+              S3: held(c, "withdrawn", n_instances=0)}  # S3 already in the attic
+    scope = PlanScope(listed=frozenset({"A"}))
+    assert plan([a], ledger, scope=scope).by_outcome("withdrawn") == ()
+    again = plan([a], ledger, scope=scope, delete=True)
+    assert [i.series_uid for i in again.by_outcome("withdrawn")] == [S2]
+    with pytest.raises(SafetyAbort):  # the tombstone counts against --max-delete
+        plan([a], ledger, scope=scope, delete=True, max_delete=MaxDelete.parse("0"))

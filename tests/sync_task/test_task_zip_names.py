@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mirror.errors import ArchiveProtocolError, UnsafeArchiveEntry
-from mirror.sync.verify_zip import check_entry, parse_md5_csv
+from mirror.sync.verify_zip import check_entry, parse_md5_csv, stored_md5s
 
 NAME_PIECES = st.sampled_from(["a", "0001", ".dcm", "..", "/", "\\", "C:", "-", "_", ".", "\x00", "é", " "])
 
@@ -34,6 +34,9 @@ def test_csv_parsing_normalises_and_rejects() -> None:
         "00000002.dcm": "abcdef".zfill(32),
         "00000001.dcm": "0123456789abcdef0123456789abcdef",
     }
+    # the archive's series hash is over the digests exactly as stored (unpadded, any case)
+    assert stored_md5s(raw) == {"00000002.dcm": "ABCDEF",
+                                "00000001.dcm": "0123456789abcdef0123456789abcdef"}
     for bad in (b"", b"Filename;MD5Hash\n", b"Filename,MD5Hash\na,b,c\n", b"\xff\xfe",
                 b"Filename,MD5Hash\na," + b"1" * 33 + b"\n"):
         with pytest.raises(ArchiveProtocolError):

@@ -2,7 +2,9 @@
 
 Lets tests and benchmarks that run the archive in another process (``mirror archive
 serve``) change it: ``POST /admin/faults`` (FaultConfig fields), ``POST /admin/today``
-(``{"date": "YYYY-MM-DD"}``), ``POST /admin/replace`` (``{"series_uid", "index"}``),
+(``{"date": "YYYY-MM-DD"}``), ``POST /admin/replace`` (``{"series_uid", "index",
+"rerelease"}``; ``"rerelease": false`` is a silent same-size change), ``POST
+/admin/rerelease`` (``{"series_uid"}``),
 ``POST /admin/withdraw`` / ``/admin/restore`` (``{"series_uid"}``), ``POST /admin/add_series``
 (keyword arguments of :meth:`SimArchive.add_series`), ``GET /admin/state``.
 """
@@ -38,7 +40,13 @@ def _apply(sim: SimArchive, action: str, data: dict[str, Any]) -> Any:
     elif action == "today":
         sim.today = date.fromisoformat(str(data["date"]))
     elif action == "replace":
-        sim.replace_instance(str(data["series_uid"]), int(data.get("index", 0)))
+        sim.replace_instance(
+            str(data["series_uid"]),
+            int(data.get("index", 0)),
+            rerelease=bool(data.get("rerelease", True)),
+        )
+    elif action == "rerelease":
+        sim.rerelease_series(str(data["series_uid"]))
     elif action == "withdraw":
         sim.withdraw_series(str(data["series_uid"]))
     elif action == "restore":

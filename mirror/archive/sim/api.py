@@ -222,28 +222,70 @@ def series_hierarchy_md5(sim: SimArchive, s: SimSeries) -> str:
     return _hash_strings([sim.stored_md5(s.uid, i) for i in range(len(s.instances))])
 
 
+def study_hierarchy_md5(sim: SimArchive, series: list[SimSeries]) -> str:
+    """md5 over the sorted hashes of the study's visible series."""
+    return _hash_strings([series_hierarchy_md5(sim, s) for s in series if s.visible])
+
+
+def patient_hierarchy_md5(sim: SimArchive, series: list[SimSeries]) -> str:
+    """md5 over the sorted hashes of the patient's studies (those with visible series)."""
+    studies: dict[str, list[SimSeries]] = {}
+    for s in series:
+        if s.visible:
+            studies.setdefault(s.study_uid, []).append(s)
+    return _hash_strings([study_hierarchy_md5(sim, group) for group in studies.values()])
+
+
+def collection_hierarchy_md5(sim: SimArchive, series: list[SimSeries]) -> str:
+    """md5 over the sorted patient hashes. Upstream serves a cached copy filled by a
+    background job (it can lag); the simulator computes it live."""
+    patients: dict[str, list[SimSeries]] = {}
+    for s in series:
+        if s.visible:
+            patients.setdefault(s.patient_id, []).append(s)
+    return _hash_strings([patient_hierarchy_md5(sim, group) for group in patients.values()])
+
+
+def cache_collection_md5(sim: SimArchive) -> None:
+    """Run the background job once: the collection level answers these values (stale
+    as soon as content changes) until the next call; clear the dict for live answers."""
+    names = {s.collection for s in sim.all_series()}
+    sim.collection_md5_cache = {
+        n.upper(): collection_hierarchy_md5(sim, [s for s in sim.all_series() if s.collection == n])
+        for n in names
+    }
+
+
 def md5_hierarchy(sim: SimArchive, p: Params) -> Reply:
-    chosen = sim.all_series()
+    """One level per request (nbia-api.md 5.13): series, study, patient+collection, collection."""
+    everything = sim.all_series(visible_only=False)
     if "SeriesInstanceUID" in p:
         s = sim.get_series(p["SeriesInstanceUID"], visible_only=False)
-        return Reply(200, series_hierarchy_md5(sim, s).encode() if s else b"", "text/plain")
+        return _plain(series_hierarchy_md5(sim, s) if s else "")
     if "StudyInstanceUID" in p:
-        chosen = [s for s in chosen if s.study_uid == p["StudyInstanceUID"]]
-    elif "PatientID" in p and "Collection" in p:
+        chosen = [s for s in everything if s.study_uid == p["StudyInstanceUID"]]
+        return _plain(study_hierarchy_md5(sim, chosen) if _any_visible(chosen) else "")
+    if "PatientID" in p and "Collection" in p:
         chosen = [
             s
-            for s in chosen
+            for s in everything
             if _eq(s.patient_id, p["PatientID"]) and _eq(s.collection, p["Collection"])
         ]
-    elif "Collection" in p:
-        chosen = [s for s in chosen if _eq(s.collection, p["Collection"])]
-    else:
-        return missing("SeriesInstanceUID, StudyInstanceUID, PatientID or Collection")
-    if not chosen:
-        return Reply(200, b"", "text/plain")
-    return Reply(
-        200, _hash_strings([series_hierarchy_md5(sim, s) for s in chosen]).encode(), "text/plain"
-    )
+        return _plain(patient_hierarchy_md5(sim, chosen) if _any_visible(chosen) else "")
+    if "Collection" in p:
+        cached = sim.collection_md5_cache.get(p["Collection"].upper())
+        chosen = [s for s in everything if _eq(s.collection, p["Collection"])]
+        live = collection_hierarchy_md5(sim, chosen) if _any_visible(chosen) else ""
+        return _plain(live if cached is None else cached)
+    return missing("SeriesInstanceUID, StudyInstanceUID, PatientID or Collection")
+
+
+def _any_visible(series: list[SimSeries]) -> bool:
+    return any(s.visible for s in series)
+
+
+def _plain(body: str) -> Reply:
+    return Reply(200, body.encode(), "text/plain")
 
 
 # --- downloads --------------------------------------------------------------------------

@@ -96,6 +96,10 @@ class SimArchive:
         self._unit_sizes: dict[str, int] = {}
         self._lock = threading.RLock()
         self._fault_state = FaultState(FaultConfig(), seed=seed)
+        # getMD5Hierarchy's collection level upstream is a cache a background job fills;
+        # empty here means "always fresh". Tests fill it (api.cache_collection_md5) to
+        # play a cache that lags behind the content.
+        self.collection_md5_cache: dict[str, str] = {}
 
     @classmethod
     def preset(cls, name: str, seed: int = 0, **kwargs: object) -> SimArchive:
@@ -173,12 +177,20 @@ class SimArchive:
             self._series[uid] = series
             return uid
 
-    def replace_instance(self, uid: str, index: int = 0) -> None:
-        """New bytes (and MD5) for one instance; the series is re-released today."""
+    def replace_instance(self, uid: str, index: int = 0, *, rerelease: bool = True) -> None:
+        """New bytes (and MD5), same size, for one instance; the series is re-released
+        today unless ``rerelease=False``: a silent change that no listing field shows,
+        only ``getMD5Hierarchy``."""
         with self._lock:
             series = self._get(uid)
             series.instances[index].version += 1
-            self._touch(series)
+            if rerelease:
+                self._touch(series)
+
+    def rerelease_series(self, uid: str) -> None:
+        """A new DateReleased for unchanged content (upstream re-releases happen)."""
+        with self._lock:
+            self._touch(self._get(uid))
 
     def add_instances(self, uid: str, count: int = 1) -> None:
         """Append slices (ImageCount and FileSize change); re-released today."""
