@@ -6,6 +6,7 @@ Environment variables (flags win):
 ``MIRROR_STATE_DIR``         where the ledger and the run lock live (local disk only)
 ``DASK_SCHEDULER_ADDRESS``   use this Dask scheduler instead of an embedded LocalCluster
 ``MIRROR_S3_ENDPOINT_URL``   S3-compatible endpoint for ``s3://`` destinations
+``MIRROR_LEASE_SECONDS``     destination lease duration (default 120; renewed every third)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from mirror.errors import UsageError
 from mirror.layout import DEFAULT_TEMPLATE, safe_component
 from mirror.sync.plan import DEFAULT_MAX_DELETE, MaxDelete
 
+DEFAULT_LEASE_SECONDS = 120.0
 DEFAULT_ARCHIVE_URL = "https://services.cancerimagingarchive.net/nbia-api/services/"
 LEDGER_NAME = "ledger.sqlite"
 
@@ -88,6 +90,11 @@ class SyncConfig:
     retry_pass: bool = True
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     store_options: Mapping[str, Any] = field(default_factory=dict)
+    lease_seconds: float = DEFAULT_LEASE_SECONDS  # the destination lease (mirror.sync.lease)
+
+    def __post_init__(self) -> None:
+        if not self.lease_seconds > 0:
+            raise UsageError("the lease duration (MIRROR_LEASE_SECONDS) must be > 0 seconds")
 
     @property
     def mode(self) -> str:
@@ -127,6 +134,16 @@ def store_options_from_env(dest: str, env: Mapping[str, str] | None = None) -> d
     if dest.startswith("s3://") and endpoint:
         return {"endpoint_url": endpoint}
     return {}
+
+
+def lease_seconds_from_env(env: Mapping[str, str] | None = None) -> float:
+    environ = os.environ if env is None else env
+    raw = environ.get("MIRROR_LEASE_SECONDS", "")
+    try:
+        return float(raw) if raw else DEFAULT_LEASE_SECONDS
+    except ValueError:
+        msg = f"MIRROR_LEASE_SECONDS must be a number of seconds (got {raw!r})"
+        raise UsageError(msg) from None
 
 
 def archive_url_from_env(url: str | None, env: Mapping[str, str] | None = None) -> str:

@@ -20,6 +20,7 @@ from mirror.config import (
     Selection,
     SyncConfig,
     archive_url_from_env,
+    lease_seconds_from_env,
     resolve_state_dir,
     scheduler_from_env,
     store_options_from_env,
@@ -169,6 +170,7 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
                 max_connections=max_connections,
             ),
             store_options=store_options_from_env(dest),
+            lease_seconds=lease_seconds_from_env(),
         )
         with _progress_display(as_json) as progress:
             return sync(config, progress=progress)

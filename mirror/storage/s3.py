@@ -8,9 +8,11 @@ MD5 as user metadata (``x-amz-meta-md5``) because a multipart ETag is not an MD5
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from mirror.errors import UsageError
+from mirror.errors import ObjectNotFound, PreconditionFailed, UsageError
 from mirror.storage.keys import check_key, check_prefix, join
 from mirror.storage.objects import ObjectStore
 from mirror.storage.oserrors import store_errors
@@ -54,8 +56,8 @@ class S3Store(ObjectStore):
 
     @property
     def capabilities(self) -> StoreCapabilities:
-        # conditional_put: AWS, moto and SeaweedFS honour If-None-Match/If-Match on PUT;
-        # callers use it through filesystem() (s3fs put_file(mode="create")), not this port.
+        # conditional_put: AWS, moto 5.x and SeaweedFS 4.x honour If-None-Match: * and
+        # If-Match on PutObject and If-Match on DeleteObject (checked against each).
         return StoreCapabilities(
             atomic_rename=False, object_metadata=True, conditional_put=True, local=False
         )
@@ -88,6 +90,32 @@ class S3Store(ObjectStore):
         md5 = (head.get("Metadata") or {}).get("md5")
         return ObjectInfo(key=key, size=int(head["ContentLength"]), md5=md5)
 
+    # --- compare-and-swap (the destination lease) -----------------------------------------
+
+    def put_if(self, key: str, data: bytes, *, token: str | None) -> str:
+        bucket, _, object_key = self._path(key).partition("/")
+        condition = {"IfNoneMatch": "*"} if token is None else {"IfMatch": token}
+        with _conditional(f"put {self.url}/{key}"):
+            reply = self.fs.call_s3(
+                "put_object", Bucket=bucket, Key=object_key, Body=data, **condition
+            )
+        return str(reply["ETag"])
+
+    def get_with_token(self, key: str) -> tuple[bytes, str]:
+        bucket, _, object_key = self._path(key).partition("/")
+        with store_errors(f"read {self.url}/{key}"):
+            reply = self.fs.call_s3("get_object", Bucket=bucket, Key=object_key)
+            data = _read_body(self.fs, reply["Body"])
+        return data, str(reply["ETag"])
+
+    def delete_if(self, key: str, token: str) -> None:
+        bucket, _, object_key = self._path(key).partition("/")
+        with _conditional(f"delete {self.url}/{key}"):
+            try:
+                self.fs.call_s3("delete_object", Bucket=bucket, Key=object_key, IfMatch=token)
+            except FileNotFoundError:
+                return
+
     def _copy(self, src_path: str, dst_path: str) -> None:
         # CopyObject keeps user metadata (MetadataDirective=COPY), so the MD5 travels.
         self.fs.copy(src_path, dst_path)
@@ -99,3 +127,43 @@ class S3Store(ObjectStore):
         return zarr.storage.FsspecStore.from_url(
             url, storage_options=self._fs_options(asynchronous=True), read_only=read_only
         )
+
+
+def _read_body(fs: Any, body: Any) -> bytes:
+    """Read an aiobotocore streaming body on s3fs's event loop."""
+    from fsspec.asyn import sync
+
+    async def read() -> bytes:
+        async with body as stream:
+            data: bytes = await stream.read()
+        return data
+
+    result: bytes = sync(fs.loop, read)
+    return result
+
+
+@contextmanager
+def _conditional(what: str) -> Iterator[None]:
+    """A lost condition (412, or 409 ConditionalRequestConflict while another conditional
+    write to the key is in flight) becomes PreconditionFailed; the rest, StoreError."""
+    try:
+        with store_errors(what):
+            yield
+    except ObjectNotFound:
+        raise
+    except (OSError, ValueError) as exc:
+        if _lost_condition(exc):
+            raise PreconditionFailed(f"{what}: precondition failed") from exc
+        raise
+
+
+def _lost_condition(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        error = (getattr(seen, "response", None) or {}).get("Error", {})
+        if error.get("Code") in {"PreconditionFailed", "ConditionalRequestConflict", "412"}:
+            return True
+        if isinstance(seen, FileExistsError):  # s3fs's translation of If-None-Match 412
+            return True
+        seen = seen.__cause__
+    return False
