@@ -95,10 +95,13 @@ class S3Store(ObjectStore):
     def put_if(self, key: str, data: bytes, *, token: str | None) -> str:
         bucket, _, object_key = self._path(key).partition("/")
         condition = {"IfNoneMatch": "*"} if token is None else {"IfMatch": token}
-        with _conditional(f"put {self.url}/{key}"):
-            reply = self.fs.call_s3(
-                "put_object", Bucket=bucket, Key=object_key, Body=data, **condition
-            )
+        try:
+            with _conditional(f"put {self.url}/{key}"):
+                reply = self.fs.call_s3(
+                    "put_object", Bucket=bucket, Key=object_key, Body=data, **condition
+                )
+        except ObjectNotFound as exc:  # If-Match on a deleted object: 404, not 412
+            raise PreconditionFailed(f"put {self.url}/{key}: the object vanished") from exc
         return str(reply["ETag"])
 
     def get_with_token(self, key: str) -> tuple[bytes, str]:

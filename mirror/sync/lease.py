@@ -12,9 +12,10 @@ elsewhere, or on another host. The lease is one small object in the destination 
   one stalled past expiry, so the run is told to stop (``lost``);
 * release: delete it, only if it is still ours.
 
-A holder killed with SIGKILL leaves the object behind; it blocks later runs until its
-``expires_at`` (holder's wall clock plus the duration). Hosts sharing a destination need
-clocks within a small fraction of the duration (NTP).
+A holder killed with SIGKILL leaves the object behind. On the holder's own host the next run
+sees that its pid is gone and takes over at once (a stale pidfile); elsewhere the lease blocks
+later runs until its ``expires_at`` (holder's wall clock plus the duration). Hosts sharing a
+destination need clocks within a small fraction of the duration (NTP).
 """
 
 from __future__ import annotations
@@ -39,6 +40,17 @@ log = logging.getLogger(__name__)
 LEASE_KEY = "_locks/sync.lease"
 
 Clock = Callable[[], float]  # wall-clock seconds since the epoch (time.time)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (signal 0 probes, sends nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +96,8 @@ class DestinationLease:
         *,
         duration: float = DEFAULT_LEASE_SECONDS,
         clock: Clock = time.time,
+        host: str | None = None,
+        alive: Callable[[int], bool] = pid_alive,
     ) -> None:
         if duration <= 0:
             raise ValueError("lease duration must be positive")
@@ -91,6 +105,8 @@ class DestinationLease:
         self._run_id = run_id
         self._duration = duration
         self._clock = clock
+        self._host = host or socket.gethostname()
+        self._alive = alive
         self._token: str | None = None
         self._acquired_at = 0.0
         self._lost = threading.Event()
@@ -121,11 +137,16 @@ class DestinationLease:
             self._token = self._take(None, "the lease was just released")
             return
         holder = LeaseRecord.from_bytes(data)
-        if holder is not None and holder.expires_at > self._clock():
+        if holder is not None and not self._stale(holder):
             where = f"{self._store.url}/{LEASE_KEY}"
             raise LockHeld(f"another sync holds {where} ({holder.describe()})")
         what = holder.describe() if holder else "an unreadable lease"
-        self._token = self._take(token, f"taking over expired {what}")
+        self._token = self._take(token, f"taking over the stale lease of {what}")
+
+    def _stale(self, holder: LeaseRecord) -> bool:
+        if holder.expires_at <= self._clock():
+            return True
+        return holder.host == self._host and not self._alive(holder.pid)
 
     def renew(self) -> None:
         """Extend the lease; LeaseLost if another run replaced or removed it."""
@@ -141,14 +162,19 @@ class DestinationLease:
             ) from exc
 
     def release(self) -> None:
+        """Delete the lease if still ours; a takeover the renewer missed marks it lost."""
         self._stop_renewing()
-        token, self._token = self._token, None
-        if token is None or self.lost:
+        if self._token is None or self.lost:
+            self._token = None
             return
         try:
-            self._store.delete_if(LEASE_KEY, token)
+            self.renew()  # proves it is still ours (a conditional delete of a vanished
+            self._store.delete_if(LEASE_KEY, self._token)  # object proves nothing)
+        except LeaseLost as exc:
+            log.error("%s", exc)
         except StoreError as exc:  # it expires by itself; say so and move on
             log.warning("could not release %s: %s", LEASE_KEY, exc)
+        self._token = None
 
     # --- internals -------------------------------------------------------------------------
 
@@ -163,7 +189,7 @@ class DestinationLease:
     def _record(self) -> bytes:
         return LeaseRecord(
             run_id=self._run_id,
-            host=socket.gethostname(),
+            host=self._host,
             pid=os.getpid(),
             acquired_at=self._acquired_at,
             expires_at=self._clock() + self._duration,

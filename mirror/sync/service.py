@@ -92,7 +92,7 @@ def sync(
     lock = RunLock(state_dir, run_id, datetime.now(UTC).isoformat(timespec="seconds"))
     with (
         lock,
-        _hold_lease(config, the_store, run_id) as lease_lost,
+        _hold_lease(config, the_store, run_id) as lease,
         Ledger.open(config.ledger_path) as ledger,
         _stop_on_signals() as stopped,
     ):
@@ -104,26 +104,35 @@ def sync(
             run_id=run_id,
             today=(today or _utc_today)(),
             progress=progress,
-            should_stop=lambda: stopped.is_set() or lease_lost(),
+            should_stop=lambda: stopped.is_set() or (lease is not None and lease.lost),
             fetch_settings=fetch_settings,
         )
-        summary = SyncRun(ctx).execute()
-        if lease_lost():
-            error = "the destination lease was taken over by another run; stopped"
-            summary = replace(summary, exit_code=EXIT_LOCKED, error=error)
+        summary = _settle_lease(lease, SyncRun(ctx).execute())
         _publish_reports(config, the_store, ledger, summary)
     return summary
 
 
 @contextmanager
-def _hold_lease(config: SyncConfig, store: Store, run_id: str) -> Iterator[Callable[[], bool]]:
-    """Hold the destination lease (not for a dry run, which writes nothing); yields a
-    "was it lost?" check the run polls between series."""
+def _hold_lease(
+    config: SyncConfig, store: Store, run_id: str
+) -> Iterator[DestinationLease | None]:
+    """Hold the destination lease (not for a dry run, which writes nothing)."""
     if config.dry_run:
-        yield lambda: False
+        yield None
         return
     with DestinationLease(store, run_id, duration=config.lease_seconds) as lease:
-        yield lambda: lease.lost
+        yield lease
+
+
+def _settle_lease(lease: DestinationLease | None, summary: RunSummary) -> RunSummary:
+    """Release before reporting: a lease taken over from this run turns it into exit 75."""
+    if lease is None:
+        return summary
+    lease.release()
+    if not lease.lost:
+        return summary
+    error = "the destination lease was taken over by another run (this one stalled); stopped"
+    return replace(summary, exit_code=EXIT_LOCKED, error=error)
 
 
 def _utc_today() -> date:

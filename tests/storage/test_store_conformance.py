@@ -170,3 +170,13 @@ def test_delete_if_spares_a_changed_object(store: Store) -> None:
     store.delete_if("_locks/x.lease", second)  # already gone: not an error
     with pytest.raises(ObjectNotFound):
         store.get_with_token("_locks/x.lease")
+
+
+def test_put_if_on_a_vanished_object_loses(store: Store) -> None:
+    from mirror.errors import PreconditionFailed
+
+    token = store.put_if("_locks/x.lease", b"v1", token=None)
+    store.delete("_locks/x.lease")
+    with pytest.raises(PreconditionFailed):
+        store.put_if("_locks/x.lease", b"v2", token=token)
+    assert not store.exists("_locks/x.lease")

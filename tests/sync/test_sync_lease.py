@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from mirror.archive.sim import FaultConfig, SimArchive, SimServer
-from mirror.errors import EXIT_LOCKED, LeaseLost, LockHeld
+from mirror.errors import EXIT_LOCKED, LeaseLost, LockHeld, PreconditionFailed
 from mirror.storage.memory import MemoryStore
 from mirror.sync.lease import LEASE_KEY, DestinationLease, LeaseRecord
 
@@ -89,10 +89,38 @@ def test_two_late_comers_cannot_both_take_an_expired_lease(store: MemoryStore) -
     _, stale_token = store.get_with_token(LEASE_KEY)
     DestinationLease(store, "run-b", duration=60, clock=clock).acquire()
     # run-c read the dead holder's version before run-b replaced it: its swap loses.
-    with pytest.raises(Exception, match="precondition|changed"):
+    with pytest.raises(PreconditionFailed):
         store.put_if(LEASE_KEY, b"{}", token=stale_token)
     with pytest.raises(LockHeld):
         DestinationLease(store, "run-c", duration=60, clock=clock).acquire()
+
+
+def test_a_dead_holder_on_this_host_is_taken_over_at_once(store: MemoryStore) -> None:
+    clock = Clock()
+    DestinationLease(store, "killed", duration=60, clock=clock, host="h1").acquire()
+    DestinationLease(store, "next", clock=clock, host="h1", alive=lambda pid: False).acquire()
+    assert holder(store).run_id == "next"
+
+
+def test_a_dead_holder_on_another_host_blocks_until_expiry(store: MemoryStore) -> None:
+    clock = Clock()
+    DestinationLease(store, "killed", duration=60, clock=clock, host="h1").acquire()
+    late = DestinationLease(store, "next", clock=clock, host="h2", alive=lambda pid: False)
+    with pytest.raises(LockHeld):  # its pid means nothing here: only expiry counts
+        late.acquire()
+    clock.now += 60
+    late.acquire()
+    assert holder(store).run_id == "next"
+
+
+def test_release_after_a_takeover_marks_the_lease_lost(store: MemoryStore) -> None:
+    clock = Clock()
+    stalled = DestinationLease(store, "run-a", duration=60, clock=clock)
+    stalled.acquire()
+    clock.now += 61
+    DestinationLease(store, "run-b", duration=60, clock=clock).acquire()
+    stalled.release()  # the renewer never ran: release is where it finds out
+    assert stalled.lost and holder(store).run_id == "run-b"
 
 
 def test_unreadable_lease_object_counts_as_expired(store: MemoryStore) -> None:
@@ -144,60 +172,88 @@ def sync_argv(server: SimServer, dest: str, state_dir: Path) -> list[str]:
             "--workers", "0", "--threads", "2"]
 
 
-@pytest.mark.slow
-def test_two_runs_on_one_s3_destination_exclude_each_other_and_a_killed_holder_expires(
-    sim: SimArchive, archive_server: SimServer, moto_endpoint: str, make_s3_store, tmp_path: Path
-) -> None:
-    import boto3
+def start(server: SimServer, dest: str, state: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(sync_argv(server, dest, state), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    store = make_s3_store(prefix="mirror", tag="lease")
-    dest = store.url
-    bucket = dest.removeprefix("s3://").split("/")[0]
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id="testing",
-                      aws_secret_access_key="testing", region_name="us-east-1")
+
+def wait_for_lease(store, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while not store.exists(LEASE_KEY):
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "the first run never took the lease"
+        time.sleep(0.05)
+
+
+def run_json(server: SimServer, dest: str, state: Path, env: dict[str, str]) -> dict:
+    done = subprocess.run([*sync_argv(server, dest, state), "--json"], env=env,
+                          capture_output=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    return json.loads(done.stdout)
+
+
+def series_held(store, sim: SimArchive) -> int:
+    return len([k for k in store.list("Sim-Lung") if k.endswith("_series.json")])
+
+
+@pytest.fixture
+def s3_env(moto_endpoint: str) -> dict[str, str]:
+    return cli_env(moto_endpoint, lease_seconds=3)
+
+
+@pytest.fixture
+def grown(sim: SimArchive) -> SimArchive:
     for i in range(20):
         sim.add_series("Sim-Lung", patient_id=f"LEASE-{i:02d}", n_instances=2)
     sim.faults = FaultConfig(latency=0.3)
-    env = cli_env(moto_endpoint, lease_seconds=3)
+    return sim
 
-    holder_proc = subprocess.Popen(sync_argv(archive_server, dest, tmp_path / "state-a"), env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+@pytest.mark.slow
+def test_two_runs_on_one_s3_destination_exclude_each_other_and_a_killed_holder_frees_it(
+    grown: SimArchive, archive_server: SimServer, make_s3_store, s3_env, tmp_path: Path
+) -> None:
+    store = make_s3_store(prefix="mirror", tag="lease")
+    first = start(archive_server, store.url, tmp_path / "state-a", s3_env)
     try:
-        deadline = time.monotonic() + 120
-        while not store.exists(LEASE_KEY):
-            assert holder_proc.poll() is None, holder_proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the first run never took the lease"
-            time.sleep(0.05)
-
-        second = subprocess.run(sync_argv(archive_server, dest, tmp_path / "state-b"), env=env,
-                                capture_output=True, timeout=120)
-        assert holder_proc.poll() is None, holder_proc.stderr.read().decode()[-3000:]
+        wait_for_lease(store, first)
+        second = subprocess.run(sync_argv(archive_server, store.url, tmp_path / "state-b"),
+                                env=s3_env, capture_output=True, timeout=120, check=False)
+        assert first.poll() is None, first.stderr.read().decode()[-2000:]
         assert second.returncode == EXIT_LOCKED, second.stderr.decode()[-2000:]
         assert b"another sync holds" in second.stderr
         assert not (tmp_path / "state-b" / "ledger.sqlite").exists()  # refused before any work
-
-        holder_proc.send_signal(signal.SIGKILL)
-        holder_proc.wait(60)
     finally:
-        if holder_proc.poll() is None:
-            holder_proc.kill()
-            holder_proc.wait(60)
-
-    body = s3.get_object(Bucket=bucket, Key=f"mirror/{LEASE_KEY}")["Body"].read()
-    left = LeaseRecord.from_bytes(body)
-    assert left is not None, body
-    if time.time() < left.expires_at - 0.5:  # still live: a third run is refused too
-        with pytest.raises(LockHeld):
-            DestinationLease(store, "probe", duration=3).acquire()
-    while time.time() <= left.expires_at:  # wait out the dead holder's lease (< 3 s)
-        time.sleep(0.1)
-
-    sim.faults = FaultConfig()
-    third = subprocess.run([*sync_argv(archive_server, dest, tmp_path / "state-c"), "--json"],
-                           env=env, capture_output=True, timeout=300)
-    assert third.returncode == 0, third.stderr.decode()[-2000:]
-    summary = json.loads(third.stdout)
+        first.send_signal(signal.SIGKILL)
+        first.wait(60)
+    assert store.exists(LEASE_KEY)  # SIGKILL left it behind, unexpired (3 s)
+    grown.faults = FaultConfig()
+    summary = run_json(archive_server, store.url, tmp_path / "state-c", s3_env)
     assert summary["counts"]["failed"] == 0
-    held = {k for k in store.list("Sim-Lung") if k.endswith("_series.json")}
-    assert len(held) == len(sim.series_uids("Sim-Lung"))
+    assert series_held(store, grown) == len(grown.series_uids("Sim-Lung"))
     assert not store.exists(LEASE_KEY)  # released at the end
+
+
+@pytest.mark.slow
+def test_a_stalled_holder_loses_the_s3_lease_after_expiry_and_exits_75(
+    grown: SimArchive, archive_server: SimServer, make_s3_store, s3_env, tmp_path: Path
+) -> None:
+    store = make_s3_store(prefix="mirror", tag="stall")
+    first = start(archive_server, store.url, tmp_path / "state-a", s3_env)
+    try:
+        wait_for_lease(store, first)
+        first.send_signal(signal.SIGSTOP)  # alive (pid exists) but no longer renewing
+        left = LeaseRecord.from_bytes(store.get_bytes(LEASE_KEY))
+        assert left is not None
+        if time.time() < left.expires_at - 0.5:
+            with pytest.raises(LockHeld):  # still live: refused
+                DestinationLease(store, "probe", duration=3).acquire()
+        while time.time() <= left.expires_at:  # wait out the lease (< 3 s)
+            time.sleep(0.1)
+        summary = run_json(archive_server, store.url, tmp_path / "state-c", s3_env)
+        assert summary["counts"]["failed"] == 0
+        assert series_held(store, grown) == len(grown.series_uids("Sim-Lung"))
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert first.wait(120) == EXIT_LOCKED, first.stderr.read().decode()[-2000:]
+    assert b"taken over" in first.stderr.read()
