@@ -54,6 +54,10 @@ class ManifestError(UsageError):
     """A .tcia manifest (or UID list) that cannot be read."""
 
 
+class LedgerTooNew(UsageError):
+    """The ledger was written by a newer release (a higher schema version than we know)."""
+
+
 class QueryError(UsageError):
     """SQL given to ``mirror query`` / ``--where`` that DuckDB rejects."""
 

@@ -19,8 +19,11 @@ from typing import Any, cast
 from mirror.archive.port import SeriesRecord
 from mirror.errors import StoreError
 from mirror.layout import SeriesSidecar
+from mirror.sync.migrate import Step, migrate, split_statements
 from mirror.sync.plan import LedgerEntry, State
 
+# Version 1 of the schema, frozen: what the first release created. Never edit it; change the
+# schema by appending a step to MIGRATIONS (an existing ledger then gets it on open).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
     series_uid TEXT PRIMARY KEY,
@@ -73,6 +76,11 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
+# MIGRATIONS[i] takes a ledger from version i + 1 to i + 2 (mirror.sync.migrate). Adding a
+# column is one entry: ("ALTER TABLE series ADD COLUMN name TEXT NOT NULL DEFAULT ''",).
+MIGRATIONS: tuple[Step, ...] = ()
+SCHEMA_VERSION = 1 + len(MIGRATIONS)
+
 _ENTRY_COLUMNS = (
     "series_uid, collection, patient_id, study_uid, path, state, fp_image_count, fp_file_size,"
     " fp_max_submission, fp_date_released, modality, content_hash, series_version,"
@@ -109,12 +117,18 @@ class Ledger:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(target, timeout=30.0, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the ledger at {target}: {exc}") from exc
+        try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=30000")
-            conn.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the ledger at {target}: {exc}") from exc
+            migrate(conn, split_statements(SCHEMA), MIGRATIONS)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, OSError | sqlite3.Error):
+                raise StoreError(f"cannot open the ledger at {target}: {exc}") from exc
+            raise  # LedgerTooNew: a usage error, already clear
         return cls(conn, str(target))
 
     def close(self) -> None:
