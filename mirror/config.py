@@ -80,6 +80,7 @@ class SyncConfig:
     dry_run: bool = False
     delete: bool = False
     max_delete: MaxDelete = DEFAULT_MAX_DELETE
+    allow_empty: tuple[str, ...] = ()  # collections confirmed emptied upstream (--allow-empty)
     state_dir: str | None = None
     layout: str = DEFAULT_TEMPLATE
     summary_json: str | None = None

@@ -89,6 +89,13 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
     max_delete: Annotated[
         str, typer.Option("--max-delete", help="Abort (exit 6) above N or P% withdrawals.")
     ] = str(DEFAULT_MAX_DELETE),
+    allow_empty: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-empty",
+            help="This collection really was emptied upstream: withdraw all of it (repeatable).",
+        ),
+    ] = None,
     scheduler: Annotated[
         str | None,
         typer.Option("--scheduler", help="Dask scheduler address (env DASK_SCHEDULER_ADDRESS)."),
@@ -156,6 +163,7 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
             dry_run=dry_run,
             delete=delete,
             max_delete=MaxDelete.parse(max_delete),
+            allow_empty=tuple(allow_empty or ()),
             state_dir=state_dir,
             layout=layout,
             summary_json=str(summary_json) if summary_json else None,

@@ -179,9 +179,14 @@ def plan(
     scope: PlanScope,
     max_delete: MaxDelete = DEFAULT_MAX_DELETE,
     template: str = DEFAULT_TEMPLATE,
+    allow_empty: frozenset[str] = frozenset(),
 ) -> SyncPlan:
-    """Give every series in scope exactly one outcome; raise SafetyAbort on suspicious input."""
-    _guard_empty_listings(remote, held, scope)
+    """Give every series in scope exactly one outcome; raise SafetyAbort on suspicious input.
+
+    ``allow_empty`` names collections the operator confirmed were emptied upstream: an empty
+    listing of one is believed, and its withdrawals do not count against ``max_delete``.
+    """
+    _guard_empty_listings(remote, held, scope, allow_empty)
     items: list[PlanItem] = []
     rejected: list[Rejected] = []
     seen: set[str] = set()
@@ -195,7 +200,12 @@ def plan(
         else:
             items.append(item)
     withdrawn = _withdrawn(held, seen, scope)
-    _guard_withdrawals(withdrawn, held, scope, max_delete)
+    _guard_withdrawals(
+        [w for w in withdrawn if w.collection not in allow_empty],
+        {uid: e for uid, e in held.items() if e.collection not in allow_empty},
+        scope,
+        max_delete,
+    )
     deferred = sorted(
         uid
         for uid, entry in held.items()
@@ -264,15 +274,19 @@ def _held_in_listed(held: Mapping[str, LedgerEntry], scope: PlanScope) -> Counte
 
 
 def _guard_empty_listings(
-    remote: Sequence[SeriesRecord], held: Mapping[str, LedgerEntry], scope: PlanScope
+    remote: Sequence[SeriesRecord],
+    held: Mapping[str, LedgerEntry],
+    scope: PlanScope,
+    allow_empty: frozenset[str],
 ) -> None:
     # rclone's lesson: a failed listing must never read as "everything was deleted".
     listed_upstream = {r.collection for r in remote if _admits_record(scope, r)}
     for collection, n_held in sorted(_held_in_listed(held, scope).items()):
-        if collection not in listed_upstream:
+        if collection not in listed_upstream and collection not in allow_empty:
             raise SafetyAbort(
                 f"the archive listed no series for {collection!r} but the mirror holds "
-                f"{n_held}; refusing to treat that as a mass withdrawal"
+                f"{n_held}; refusing to treat that as a mass withdrawal (if it really was "
+                f"emptied upstream, rerun with --full --allow-empty {collection!r})"
             )
 
 

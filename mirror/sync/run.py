@@ -96,11 +96,15 @@ class SyncRun:
 
     # --- the run -------------------------------------------------------------------------
 
-    def execute(self) -> RunSummary:
+    def execute(self, blocked: MirrorError | None = None) -> RunSummary:
+        """Run; ``blocked`` (e.g. the destination refused the lease) records a run that
+        ends at once with that error's exit code."""
         cfg = self.ctx.config
         if not cfg.dry_run:
             self.ctx.ledger.begin_run(self.ctx.run_id, cfg.mode, self.started_at)
         try:
+            if blocked is not None:
+                raise blocked
             exit_code, the_plan = self._body()
             error = ""
         except MirrorError as exc:
@@ -125,6 +129,7 @@ class SyncRun:
             scope=self.listing.scope,
             max_delete=cfg.max_delete,
             template=cfg.layout,
+            allow_empty=frozenset(cfg.allow_empty),
         )
         log.info("plan: %s, %d bytes to fetch", the_plan.counts, the_plan.bytes_to_fetch)
         if cfg.dry_run:
@@ -135,6 +140,7 @@ class SyncRun:
             ledger.remember_collections(self.listing.collections)
         self._announce()
         self._reject(the_plan)
+        self._unlisted(self.listing.not_found)
         self.tally.counts["unchanged"] += len(the_plan.by_outcome("unchanged"))
         report = self._fetch(the_plan.to_fetch)
         if report is not None and report.fatal is not None:
@@ -165,6 +171,14 @@ class SyncRun:
             self._fail(
                 Failure(rej.series_uid, rej.collection, "IntegrityError", rej.reason, 0, False)
             )
+
+    def _unlisted(self, uids: Sequence[str]) -> None:
+        """Manifest UIDs the archive does not list: nothing to fetch, but the run asked for
+        them, so it ends partial (exit 1) and each is a failure in the summary."""
+        for uid in uids:
+            log.warning("manifest series %s is not listed by the archive", uid)
+            message = "the manifest names it but the archive does not list it"
+            self._fail(Failure(uid, "", "NotListedUpstream", message, 0, False))
 
     # --- fetching ------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from mirror.archive.port import Archive
 from mirror.config import SyncConfig
-from mirror.errors import EXIT_LOCKED, StoreError
+from mirror.errors import EXIT_LOCKED, LockHeld, StoreError
 from mirror.storage.port import Store
 from mirror.sync.demo import DemoResult, demo
 from mirror.sync.lease import DestinationLease
@@ -104,10 +104,12 @@ def sync(
             run_id=run_id,
             today=(today or _utc_today)(),
             progress=progress,
-            should_stop=lambda: stopped.is_set() or (lease is not None and lease.lost),
+            should_stop=lambda: stopped.is_set() or _lost(lease),
             fetch_settings=fetch_settings,
         )
-        summary = _settle_lease(lease, SyncRun(ctx).execute())
+        blocked = lease if isinstance(lease, StoreError) else None
+        held = lease if isinstance(lease, DestinationLease) else None
+        summary = _settle_lease(held, SyncRun(ctx).execute(blocked))
         _publish_reports(config, the_store, ledger, summary)
     return summary
 
@@ -115,13 +117,32 @@ def sync(
 @contextmanager
 def _hold_lease(
     config: SyncConfig, store: Store, run_id: str
-) -> Iterator[DestinationLease | None]:
-    """Hold the destination lease (not for a dry run, which writes nothing)."""
+) -> Iterator[DestinationLease | StoreError | None]:
+    """Hold the destination lease (not for a dry run, which writes nothing).
+
+    LockHeld propagates (exit 75 before any work, like the state-dir lock); a destination
+    that cannot even take the lease yields its StoreError, so the run is recorded as
+    failing with exit 4 and a summary, as any other destination error.
+    """
     if config.dry_run:
         yield None
         return
-    with DestinationLease(store, run_id, duration=config.lease_seconds) as lease:
+    lease = DestinationLease(store, run_id, duration=config.lease_seconds)
+    try:
+        lease.__enter__()
+    except LockHeld:
+        raise
+    except StoreError as exc:
+        yield exc
+        return
+    try:
         yield lease
+    finally:
+        lease.release()
+
+
+def _lost(lease: DestinationLease | StoreError | None) -> bool:
+    return isinstance(lease, DestinationLease) and lease.lost
 
 
 def _settle_lease(lease: DestinationLease | None, summary: RunSummary) -> RunSummary:
