@@ -27,11 +27,14 @@ DEFAULT_ARCHIVE_URL = "https://services.cancerimagingarchive.net/nbia-api/servic
 LEDGER_NAME = "ledger.sqlite"
 
 
-# 8 downloads per worker, 16 on the default 2 workers: tcia-utils runs 10 threads, the Data
-# Retriever 8 connections per host, and 20 are known to run cleanly against TCIA (nbia-api.md
-# §9); beyond that, 429s are honoured with backoff and --max-connections caps the cluster.
-DEFAULT_THREADS = 8
-DEFAULT_HTTP_SLOTS = 8
+# A sync starts with 16 series at once (tcia-utils runs 10 threads, the Data Retriever 8
+# connections per host, and 20 are known to run cleanly against TCIA, nbia-api.md §9) and
+# grows while throughput grows, backing off on 429/503/timeouts (mirror.sync.adaptive). The
+# embedded workers therefore offer room to grow: 32 download threads each, 64 on the default
+# 2 workers; --max-connections caps the growth, --threads/--downloads-per-worker the room.
+INITIAL_DOWNLOADS = 16
+DEFAULT_THREADS = 32
+DEFAULT_HTTP_SLOTS = 32
 
 
 @dataclass(frozen=True, slots=True)

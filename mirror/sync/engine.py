@@ -8,6 +8,7 @@ through the scheduler (each task writes to the destination itself).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError
 from contextlib import AbstractContextManager, nullcontext
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 from mirror.archive.port import Archive, SeriesRecord
 from mirror.errors import MirrorError, StoreError
 from mirror.storage.port import Store
+from mirror.sync.adaptive import AdaptiveSettings, ConcurrencyController
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +88,15 @@ class EngineReport:
     fatal: StoreError | None = None
     stopped: bool = False
     unsubmitted: list[Any] = field(default_factory=list)  # tasks never sent (stop or fatal)
+    concurrency: dict[str, int] = field(default_factory=dict)  # adaptive: final, peak, backoffs
 
 
 @dataclass(frozen=True, slots=True)
 class EngineOptions:
-    window: int = 16  # units in flight
+    window: int = 16  # units in flight (when not adaptive)
     use_resources: bool = True
     max_connections: int | None = None
+    adaptive: AdaptiveSettings | None = None  # units in flight follow a ConcurrencyController
 
 
 class Engine:
@@ -107,6 +111,7 @@ class Engine:
         *,
         options: EngineOptions,
         unit_fn: Callable[..., list[Any]] = run_unit,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._options = options
@@ -115,6 +120,8 @@ class Engine:
         self._store = client.scatter(store, broadcast=True, hash=False)
         self._settings = settings
         self._semaphore = self._make_semaphore(options.max_connections)
+        # One controller per engine: a retry pass starts from what the first pass learned.
+        self._control = ConcurrencyController(options.adaptive, clock) if options.adaptive else None
 
     def _make_semaphore(self, max_connections: int | None) -> Any:
         if not max_connections:
@@ -151,40 +158,61 @@ class Engine:
         todo: Iterator[WorkUnit] = iter(units)
         inflight: dict[Any, WorkUnit] = {}
         window = as_completed()  # type: ignore[no-untyped-call]
-        for unit in _take(todo, self._options.window):
-            self._add(window, inflight, unit, report)
+        control = self._control
+
+        def limit() -> int:
+            return control.limit if control is not None else self._options.window
+
+        epochs: dict[Any, int] = {}  # future -> the controller's epoch when it was sent
+
+        def add(unit: WorkUnit) -> None:
+            future = self._add(window, inflight, unit, report)
+            if control is not None:
+                epochs[future] = control.epoch
+
+        for unit in _take(todo, limit()):
+            add(unit)
         try:
             for future in window:
                 unit = inflight.pop(future)
                 report.completed_units += 1
-                self._deliver(future, unit, on_result, on_error, report)
+                results = self._deliver(future, unit, on_result, on_error, report)
+                if control is not None:
+                    _feed(control, results, epochs.pop(future, None))
                 if report.fatal is not None or should_stop():
                     report.stopped = report.fatal is None
                     break
-                for nxt in _take(todo, 1):
-                    self._add(window, inflight, nxt, report)
+                # A shrunken limit submits nothing until enough units drain; it never
+                # drops below one, so an empty window always refills.
+                for nxt in _take(todo, limit() - len(inflight)):
+                    add(nxt)
         finally:
             self._cancel(inflight)
+        if control is not None:
+            report.concurrency = {
+                "final": control.limit, "peak": control.peak, "backoffs": control.backoffs
+            }
         for unit in [*inflight.values(), *todo]:
             report.unsubmitted.extend(unit.tasks)
         return report
 
     def _add(
         self, window: Any, inflight: dict[Any, WorkUnit], unit: WorkUnit, r: EngineReport
-    ) -> None:
+    ) -> Any:
         future = self._submit(unit)
         inflight[future] = unit
         window.add(future)
         r.submitted += 1
+        return future
 
     def _deliver(
         self, future: Any, unit: WorkUnit, on_result: OnResult, on_error: OnError, r: EngineReport
-    ) -> None:
+    ) -> list[Any]:
         try:
-            results = future.result()
+            results: list[Any] = future.result()
         except (Exception, CancelledError) as exc:
             self._failed_unit(unit, exc, on_error, r)
-            return
+            return []
         by_uid = {res.series_uid: res for res in results}
         for task in unit.tasks:
             res = by_uid.get(task.record.series_uid)
@@ -192,6 +220,7 @@ class Engine:
                 on_error(task, "MissingResult", "the task returned no result", True)
             else:
                 on_result(task, res)
+        return results
 
     def _failed_unit(
         self, unit: WorkUnit, exc: BaseException, on_error: OnError, r: EngineReport
@@ -217,8 +246,20 @@ class Engine:
             self._client.cancel(list(inflight), force=True)
 
 
+def _feed(control: ConcurrencyController, results: list[Any], epoch: int | None) -> None:
+    """One finished unit: its bytes, and any push-back its series met."""
+    control.finished(
+        sum(int(getattr(res, "bytes_downloaded", 0)) for res in results),
+        throttled=any(getattr(res, "pushback", 0) for res in results),
+        retry_after=max((float(getattr(res, "retry_after", 0.0)) for res in results), default=0.0),
+        epoch=epoch,
+    )
+
+
 def _take(it: Iterator[WorkUnit], n: int) -> list[WorkUnit]:
     out: list[WorkUnit] = []
+    if n <= 0:
+        return out
     for unit in it:
         out.append(unit)
         if len(out) >= n:

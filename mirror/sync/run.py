@@ -18,7 +18,7 @@ from typing import Any
 
 from mirror import __version__
 from mirror.archive.port import Archive, SeriesRecord
-from mirror.config import SyncConfig
+from mirror.config import INITIAL_DOWNLOADS, ClusterConfig, SyncConfig
 from mirror.errors import (
     EXIT_DESTINATION,
     EXIT_INTERRUPTED,
@@ -28,6 +28,7 @@ from mirror.errors import (
     ObjectNotFound,
 )
 from mirror.storage.port import Store
+from mirror.sync.adaptive import AdaptiveSettings
 from mirror.sync.engine import Engine, EngineOptions, EngineReport, make_units
 from mirror.sync.ledger import Ledger, utcnow
 from mirror.sync.listing import Listing, gather
@@ -81,6 +82,13 @@ class RunContext:
     progress: ProgressFn | None = None
     should_stop: Callable[[], bool] = lambda: False
     fetch_settings: Any = None
+
+
+def adaptive_settings(slots: int, cluster: ClusterConfig) -> AdaptiveSettings:
+    """Start at today's 16 series at once (or fewer slots) and grow up to --max-connections,
+    or to every download slot the cluster has."""
+    ceiling = min(slots, cluster.max_connections or slots)
+    return AdaptiveSettings(initial=min(INITIAL_DOWNLOADS, ceiling), maximum=ceiling)
 
 
 class SyncRun:
@@ -201,6 +209,7 @@ class SyncRun:
                     window=max(4, 2 * handle.threads),
                     use_resources=handle.use_resources,
                     max_connections=self.ctx.config.cluster.max_connections,
+                    adaptive=adaptive_settings(self.slots, self.ctx.config.cluster),
                 ),
             )
             report = self._pass(engine, todo, 1)
@@ -209,6 +218,7 @@ class SyncRun:
                 log.info("retry pass for %d series", len(retry))
                 self.tally.retries += len(retry)
                 report = self._pass(engine, retry, 2)
+            self.cluster_info["concurrency"] = report.concurrency
         return report
 
     def _settings(self) -> Any:
