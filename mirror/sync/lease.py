@@ -12,8 +12,9 @@ elsewhere, or on another host. The lease is one small object in the destination 
   one stalled past expiry, so the run is told to stop (``lost``);
 * release: delete it, only if it is still ours.
 
-A holder killed with SIGKILL leaves the object behind. On the holder's own host the next run
-sees that its pid is gone and takes over at once (a stale pidfile); elsewhere the lease blocks
+A holder killed with SIGKILL leaves the object behind. On the holder's own host (same hostname
+and pid namespace) the next run sees that its pid is gone and takes over at once (a stale
+pidfile); elsewhere the lease blocks
 later runs until its ``expires_at`` (holder's wall clock plus the duration). Hosts sharing a
 destination need clocks within a small fraction of the duration (NTP).
 """
@@ -42,6 +43,14 @@ LEASE_KEY = "_locks/sync.lease"
 Clock = Callable[[], float]  # wall-clock seconds since the epoch (time.time)
 
 
+def pid_namespace() -> str:
+    """This process's pid namespace (containers sharing a hostname still differ here)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process with this pid exists on this host (signal 0 probes, sends nothing)."""
     try:
@@ -62,6 +71,7 @@ class LeaseRecord:
     pid: int
     acquired_at: float
     expires_at: float
+    pidns: str = ""  # where ``pid`` means something (see pid_namespace)
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -77,6 +87,7 @@ class LeaseRecord:
                 int(raw["pid"]),
                 float(raw["acquired_at"]),
                 float(raw["expires_at"]),
+                str(raw.get("pidns", "")),
             )
         except (ValueError, KeyError, TypeError):
             return None
@@ -98,6 +109,7 @@ class DestinationLease:
         clock: Clock = time.time,
         host: str | None = None,
         alive: Callable[[int], bool] = pid_alive,
+        pidns: str | None = None,
     ) -> None:
         if duration <= 0:
             raise ValueError("lease duration must be positive")
@@ -107,6 +119,7 @@ class DestinationLease:
         self._clock = clock
         self._host = host or socket.gethostname()
         self._alive = alive
+        self._pidns = pid_namespace() if pidns is None else pidns
         self._token: str | None = None
         self._acquired_at = 0.0
         self._lost = threading.Event()
@@ -146,7 +159,8 @@ class DestinationLease:
     def _stale(self, holder: LeaseRecord) -> bool:
         if holder.expires_at <= self._clock():
             return True
-        return holder.host == self._host and not self._alive(holder.pid)
+        same_pids = holder.host == self._host and holder.pidns == self._pidns != ""
+        return same_pids and not self._alive(holder.pid)
 
     def renew(self) -> None:
         """Extend the lease; LeaseLost if another run replaced or removed it."""
@@ -190,6 +204,7 @@ class DestinationLease:
         return LeaseRecord(
             run_id=self._run_id,
             host=self._host,
+            pidns=self._pidns,
             pid=os.getpid(),
             acquired_at=self._acquired_at,
             expires_at=self._clock() + self._duration,

@@ -97,9 +97,23 @@ def test_two_late_comers_cannot_both_take_an_expired_lease(store: MemoryStore) -
 
 def test_a_dead_holder_on_this_host_is_taken_over_at_once(store: MemoryStore) -> None:
     clock = Clock()
-    DestinationLease(store, "killed", duration=60, clock=clock, host="h1").acquire()
-    DestinationLease(store, "next", clock=clock, host="h1", alive=lambda pid: False).acquire()
+    DestinationLease(store, "killed", duration=60, clock=clock, host="h1", pidns="ns1").acquire()
+    DestinationLease(
+        store, "next", clock=clock, host="h1", pidns="ns1", alive=lambda pid: False
+    ).acquire()
     assert holder(store).run_id == "next"
+
+
+def test_a_holder_in_another_pid_namespace_of_this_host_waits_for_expiry(
+    store: MemoryStore,
+) -> None:
+    clock = Clock()  # two containers sharing the host's name: the pid means nothing here
+    DestinationLease(store, "other", duration=60, clock=clock, host="h1", pidns="ns1").acquire()
+    late = DestinationLease(
+        store, "next", clock=clock, host="h1", pidns="ns2", alive=lambda pid: False
+    )
+    with pytest.raises(LockHeld):
+        late.acquire()
 
 
 def test_a_dead_holder_on_another_host_blocks_until_expiry(store: MemoryStore) -> None:
