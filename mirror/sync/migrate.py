@@ -35,6 +35,9 @@ def migrate(conn: sqlite3.Connection, baseline: Step, steps: Sequence[Step]) -> 
     ``conn`` must be in autocommit mode (``isolation_level=None``).
     """
     target = 1 + len(steps)
+    found = schema_version(conn)
+    if found == target:  # the common case takes no write lock (status on a read-only copy)
+        return found
     conn.execute("BEGIN IMMEDIATE")  # re-read under the write lock: one opener migrates
     try:
         found = schema_version(conn)
