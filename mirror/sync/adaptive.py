@@ -3,13 +3,14 @@
 A pure controller (no I/O, clock injected) that the engine consults after every finished
 series. It works like TCP congestion control over whole series:
 
-* **slow start**: every series that finishes cleanly adds one slot, so the window doubles per
-  "generation" of downloads, from ``initial`` up to ``maximum`` (``--max-connections``, or
+* **slow start**: every ``interval`` whose completed bytes rose by ``gain`` over the previous
+  one (or in which nothing has finished yet: long downloads give no evidence against
+  growing) doubles the window, from ``initial`` up to ``maximum`` (``--max-connections``, or
   what the cluster's download slots allow);
-* **grow only while it pays**: completed bytes are measured per ``interval`` seconds; once
-  the window has grown for two intervals in a row without the rate rising by ``gain``, it
-  stops growing (a saturated link or CPU gains nothing from more connections), and it then
-  probes one slot higher per interval only while the rate still rises;
+* **grow only while it pays**: the first interval after a doubling that brings no such gain
+  ends slow start, and the window returns to the last size that still paid (a saturated
+  link or CPU gains nothing from more connections); from then on it probes one slot higher
+  per interval only while the rate still rises;
 * **back off on push-back**: a series that met 429/503/timeouts halves the window (never
   below ``minimum``) and freezes growth until its ``Retry-After`` (at least one interval) has
   passed; push-back from work submitted before that halving belongs to the same event and
@@ -52,6 +53,7 @@ class ConcurrencyController:
         self._window_limit = self._limit  # the limit when the current sample began
         self._last_rate: float | None = None
         self._flat_samples = 0
+        self._gain_limit = self._limit  # the last window whose sample still showed a gain
         self.backoffs = 0  # how often push-back halved the window (reported in summaries)
         self.epoch = 0  # bumped by each halving; callers tag work with the epoch it left in
         self.peak = self._limit
@@ -59,6 +61,14 @@ class ConcurrencyController:
     @property
     def limit(self) -> int:
         return self._limit
+
+    @property
+    def interval(self) -> float:
+        return self._s.interval
+
+    def tick(self) -> None:
+        """Time passed with nothing finished: close the sample if one is due."""
+        self._sample(self._clock())
 
     def finished(
         self,
@@ -75,8 +85,6 @@ class ConcurrencyController:
         self._window_bytes += max(0, nbytes)
         if throttled:
             self._back_off(now, retry_after, epoch)
-        elif self._slow_start and now >= self._frozen_until:
-            self._set(self._limit + 1)
         self._sample(now)
 
     # --- internals -------------------------------------------------------------------------
@@ -98,14 +106,21 @@ class ConcurrencyController:
             return
         rate = self._window_bytes / elapsed
         grew = self._limit > self._window_limit
-        if self._last_rate is not None:
-            gained = rate > self._last_rate * (1 + self._s.gain)
-            self._flat_samples = 0 if gained or not grew else self._flat_samples + 1
-            if self._slow_start and self._flat_samples >= 2:
-                self._slow_start = False  # two samples of more connections, no more bytes
-            elif not self._slow_start and gained and now >= self._frozen_until:
+        gained = self._last_rate is None or rate > self._last_rate * (1 + self._s.gain)
+        if self._window_bytes == 0 and self._slow_start:
+            gained = True  # nothing finished yet (long downloads): no evidence against growth
+        self._flat_samples = 0 if gained or not grew else self._flat_samples + 1
+        if self._slow_start and self._flat_samples >= 1:
+            self._slow_start = False  # more connections, no more bytes
+            self._set(self._gain_limit)  # back to the window that still paid
+        elif gained and now >= self._frozen_until:
+            if self._slow_start:
+                self._gain_limit = self._limit
+                self._set(self._limit * 2)  # slow start doubles per sample that pays
+            else:
                 self._set(self._limit + 1)  # steady state: probe one higher while it pays
-        self._last_rate = rate
+        if self._window_bytes or self._last_rate is not None:
+            self._last_rate = rate
         self._restart_sample(now)
 
     def _restart_sample(self, now: float) -> None:

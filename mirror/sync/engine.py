@@ -8,6 +8,7 @@ through the scheduler (each task writes to the destination itself).
 from __future__ import annotations
 
 import logging
+import queue
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError
@@ -55,7 +56,12 @@ def make_units(
     scheduler overhead but must never serialise a small run onto one worker thread.
     """
     small = [t for t in tasks if 0 < t.record.file_size < small_bytes]
-    large = [t for t in tasks if not 0 < t.record.file_size < small_bytes]
+    # Largest first: over a connection-capped, bandwidth-capped link the run cannot end
+    # before its largest series does, so that one must start at once, not last.
+    large = sorted(
+        (t for t in tasks if not 0 < t.record.file_size < small_bytes),
+        key=lambda t: -t.record.file_size,
+    )
     batch_size = max(1, min(batch_size, -(-len(small) // (2 * max(1, parallelism)))))
     units = [WorkUnit(f"series-{run_id}-{pass_no}-{t.record.series_uid}", (t,)) for t in large]
     for start in range(0, len(small), batch_size):
@@ -152,58 +158,49 @@ class Engine:
         on_error: OnError,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> EngineReport:
-        from distributed import as_completed
-
         report = EngineReport()
         todo: Iterator[WorkUnit] = iter(units)
-        inflight: dict[Any, WorkUnit] = {}
-        window = as_completed()  # type: ignore[no-untyped-call]
+        flight = _Flight()
         control = self._control
-
-        def limit() -> int:
-            return control.limit if control is not None else self._options.window
-
-        epochs: dict[Any, int] = {}  # future -> the controller's epoch when it was sent
-
-        def add(unit: WorkUnit) -> None:
-            future = self._add(window, inflight, unit, report)
-            if control is not None:
-                epochs[future] = control.epoch
-
-        for unit in _take(todo, limit()):
-            add(unit)
+        # With an adaptive window, wake up now and then even when nothing finishes: a
+        # window of long downloads must be able to grow before the first one completes.
+        tick = control.interval / 2 if control is not None else None
+        self._refill(flight, todo, report)
         try:
-            for future in window:
-                unit = inflight.pop(future)
+            while flight.units:
+                future = flight.next_done(tick)
+                if future is None:
+                    if control is not None:
+                        control.tick()
+                    self._refill(flight, todo, report)
+                    continue
+                unit = flight.units.pop(future)
                 report.completed_units += 1
                 results = self._deliver(future, unit, on_result, on_error, report)
                 if control is not None:
-                    _feed(control, results, epochs.pop(future, None))
+                    _feed(control, results, flight.epochs.pop(future, None))
                 if report.fatal is not None or should_stop():
                     report.stopped = report.fatal is None
                     break
-                # A shrunken limit submits nothing until enough units drain; it never
-                # drops below one, so an empty window always refills.
-                for nxt in _take(todo, limit() - len(inflight)):
-                    add(nxt)
+                self._refill(flight, todo, report)
         finally:
-            self._cancel(inflight)
+            self._cancel(flight.units)
         if control is not None:
             report.concurrency = {
                 "final": control.limit, "peak": control.peak, "backoffs": control.backoffs
             }
-        for unit in [*inflight.values(), *todo]:
+        for unit in [*flight.units.values(), *todo]:
             report.unsubmitted.extend(unit.tasks)
         return report
 
-    def _add(
-        self, window: Any, inflight: dict[Any, WorkUnit], unit: WorkUnit, r: EngineReport
-    ) -> Any:
-        future = self._submit(unit)
-        inflight[future] = unit
-        window.add(future)
-        r.submitted += 1
-        return future
+    def _refill(self, flight: _Flight, todo: Iterator[WorkUnit], r: EngineReport) -> None:
+        """Submit up to the window. A shrunken adaptive limit submits nothing until enough
+        units drain; it never drops below one, so an empty window always refills."""
+        limit = self._control.limit if self._control is not None else self._options.window
+        for unit in _take(todo, limit - len(flight.units)):
+            future = self._submit(unit)
+            flight.add(future, unit, self._control.epoch if self._control is not None else 0)
+            r.submitted += 1
 
     def _deliver(
         self, future: Any, unit: WorkUnit, on_result: OnResult, on_error: OnError, r: EngineReport
@@ -244,6 +241,32 @@ class Engine:
     def _cancel(self, inflight: dict[Any, WorkUnit]) -> None:
         if inflight:
             self._client.cancel(list(inflight), force=True)
+
+
+class _Flight:
+    """Units in flight, the controller epoch each was sent in, and a queue that Dask's done
+    callbacks fill (finished, failed or cancelled alike), so the driver can wait with a
+    timeout instead of blocking until the next completion."""
+
+    def __init__(self) -> None:
+        self.units: dict[Any, WorkUnit] = {}
+        self.epochs: dict[Any, int] = {}
+        self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def add(self, future: Any, unit: WorkUnit, epoch: int) -> None:
+        self.units[future] = unit
+        self.epochs[future] = epoch
+        future.add_done_callback(self._done.put)
+
+    def next_done(self, timeout: float | None) -> Any:
+        """The next finished future still in flight, or None after ``timeout`` seconds."""
+        while True:
+            try:
+                future = self._done.get(timeout=timeout)
+            except queue.Empty:
+                return None
+            if future in self.units:
+                return future
 
 
 def _feed(control: ConcurrencyController, results: list[Any], epoch: int | None) -> None:

@@ -23,14 +23,15 @@ def controller(**kw: float) -> tuple[ConcurrencyController, Clock]:
     return ConcurrencyController(AdaptiveSettings(**kw), clock), clock  # type: ignore[arg-type]
 
 
-def test_slow_start_adds_a_slot_per_clean_series_up_to_the_maximum() -> None:
-    c, clock = controller(initial=4, maximum=10, interval=100.0)
-    assert c.limit == 4
-    for expected in (5, 6, 7, 8, 9, 10, 10, 10):
-        clock.now += 0.1
-        c.finished(MB)
-        assert c.limit == expected
-    assert c.peak == 10
+def test_slow_start_doubles_per_paying_interval_up_to_the_maximum() -> None:
+    c, clock = controller(initial=4, maximum=20, interval=1.0)
+    seen = []
+    for second in range(1, 5):  # each second brings twice the bytes of the one before
+        clock.now = float(second)
+        c.finished(2**second * MB)
+        seen.append(c.limit)
+    assert seen == [8, 16, 20, 20]
+    assert c.peak == 20
 
 
 def test_push_back_halves_the_window_and_never_goes_below_the_minimum() -> None:
@@ -90,17 +91,38 @@ def test_slow_start_ends_when_more_connections_bring_no_more_bytes() -> None:
     for _ in range(50):
         clock.now += 0.1
         c.finished(MB)
-    assert c.limit == plateau  # held: two flat samples stopped the growth
+    assert c.limit == plateau  # held: a flat sample after growing stopped it
 
 
 def test_slow_start_keeps_growing_while_each_sample_brings_more_bytes() -> None:
     c, clock = controller(initial=2, maximum=40, interval=1.0)
     # Throughput proportional to the window (a link far from saturated).
-    for _ in range(30):
+    seen = []
+    for _ in range(300):
         clock.now += 1.0 / c.limit
         c.finished(MB)
-    assert c.limit == 32
+        seen.append(c.limit)
+    assert seen == sorted(seen) and c.limit == 40  # up to the maximum, never back
     assert c.backoffs == 0
+
+
+def test_long_downloads_double_the_window_per_interval_before_any_finishes() -> None:
+    c, clock = controller(initial=16, maximum=64, interval=2.0)
+    seen = []
+    for _ in range(6):  # the engine ticks every second while nothing comes back
+        clock.now += 1.0
+        c.tick()
+        seen.append(c.limit)
+    assert seen == [16, 32, 32, 64, 64, 64]
+
+
+def test_a_saturated_link_ends_slow_start_at_the_last_window_that_paid() -> None:
+    c, clock = controller(initial=4, maximum=64, interval=1.0)
+    # 1 MB per series; the link carries 2 MB/s per slot up to 8 slots, then no more.
+    for _ in range(400):
+        clock.now += 1.0 / (2 * min(c.limit, 8))
+        c.finished(MB)
+    assert 8 <= c.limit <= 16
 
 
 def test_settings_are_validated() -> None:
