@@ -212,7 +212,7 @@ def series_held(store, sim: SimArchive) -> int:
 
 @pytest.fixture
 def s3_env(moto_endpoint: str) -> dict[str, str]:
-    return cli_env(moto_endpoint, lease_seconds=3)
+    return cli_env(moto_endpoint, lease_seconds=5)
 
 
 @pytest.fixture
@@ -240,7 +240,7 @@ def test_two_runs_on_one_s3_destination_exclude_each_other_and_a_killed_holder_f
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(60)
-    assert store.exists(LEASE_KEY)  # SIGKILL left it behind, unexpired (3 s)
+    assert store.exists(LEASE_KEY)  # SIGKILL left it behind, unexpired (5 s)
     grown.faults = FaultConfig()
     summary = run_json(archive_server, store.url, tmp_path / "state-c", s3_env)
     assert summary["counts"]["failed"] == 0
@@ -261,8 +261,8 @@ def test_a_stalled_holder_loses_the_s3_lease_after_expiry_and_exits_75(
         assert left is not None
         if time.time() < left.expires_at - 0.5:
             with pytest.raises(LockHeld):  # still live: refused
-                DestinationLease(store, "probe", duration=3).acquire()
-        while time.time() <= left.expires_at:  # wait out the lease (< 3 s)
+                DestinationLease(store, "probe", duration=5).acquire()
+        while time.time() <= left.expires_at:  # wait out the lease (< 5 s)
             time.sleep(0.1)
         summary = run_json(archive_server, store.url, tmp_path / "state-c", s3_env)
         assert summary["counts"]["failed"] == 0
