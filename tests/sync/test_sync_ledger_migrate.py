@@ -116,3 +116,20 @@ def test_migrate_reports_the_version_it_found(old_ledger: Path) -> None:
         assert schema_version(conn) == 2
     finally:
         conn.close()
+
+
+def test_cli_refuses_a_ledger_from_a_newer_release_with_exit_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mirror.cli import app
+
+    dest = tmp_path / "mirror"
+    state = dest / "_state"
+    state.mkdir(parents=True)
+    conn = sqlite3.connect(state / "ledger.sqlite")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
+    conn.close()
+    result = CliRunner().invoke(app, ["status", "--dest", str(dest)])
+    assert result.exit_code == 2, result.output
+    assert "newer than this release" in result.output
+    assert version_of(state / "ledger.sqlite") == SCHEMA_VERSION + 5
