@@ -227,11 +227,15 @@ class DestinationLease:
             self._renewer.join()
             self._renewer = None
 
-    def __enter__(self) -> DestinationLease:
+    def start(self) -> None:
+        """Acquire, then keep renewing in a background thread until :meth:`release`."""
         self.acquire()
         self._stop.clear()
         self._renewer = threading.Thread(target=self._renew_loop, name="lease", daemon=True)
         self._renewer.start()
+
+    def __enter__(self) -> DestinationLease:
+        self.start()
         return self
 
     def __exit__(

@@ -129,7 +129,7 @@ def _hold_lease(
         return
     lease = DestinationLease(store, run_id, duration=config.lease_seconds)
     try:
-        lease.__enter__()
+        lease.start()
     except LockHeld:
         raise
     except StoreError as exc:
