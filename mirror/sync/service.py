@@ -22,7 +22,7 @@ from typing import Any
 
 from mirror.archive.port import Archive
 from mirror.config import SyncConfig
-from mirror.errors import EXIT_LOCKED, LockHeld, StoreError
+from mirror.errors import EXIT_LOCKED, StoreError
 from mirror.storage.port import Store
 from mirror.sync.demo import DemoResult, demo
 from mirror.sync.lease import DestinationLease
@@ -130,9 +130,7 @@ def _hold_lease(
     lease = DestinationLease(store, run_id, duration=config.lease_seconds)
     try:
         lease.start()
-    except LockHeld:
-        raise
-    except StoreError as exc:
+    except StoreError as exc:  # LockHeld is no StoreError: it propagates
         yield exc
         return
     try:
