@@ -6,6 +6,7 @@ Environment variables (flags win):
 ``MIRROR_STATE_DIR``         where the ledger and the run lock live (local disk only)
 ``DASK_SCHEDULER_ADDRESS``   use this Dask scheduler instead of an embedded LocalCluster
 ``MIRROR_S3_ENDPOINT_URL``   S3-compatible endpoint for ``s3://`` destinations
+``MIRROR_LEASE_SECONDS``     destination lease duration (default 120; renewed every third)
 """
 
 from __future__ import annotations
@@ -21,15 +22,19 @@ from mirror.errors import UsageError
 from mirror.layout import DEFAULT_TEMPLATE, safe_component
 from mirror.sync.plan import DEFAULT_MAX_DELETE, MaxDelete
 
+DEFAULT_LEASE_SECONDS = 120.0
 DEFAULT_ARCHIVE_URL = "https://services.cancerimagingarchive.net/nbia-api/services/"
 LEDGER_NAME = "ledger.sqlite"
 
 
-# 8 downloads per worker, 16 on the default 2 workers: tcia-utils runs 10 threads, the Data
-# Retriever 8 connections per host, and 20 are known to run cleanly against TCIA (nbia-api.md
-# §9); beyond that, 429s are honoured with backoff and --max-connections caps the cluster.
-DEFAULT_THREADS = 8
-DEFAULT_HTTP_SLOTS = 8
+# A sync starts with 16 series at once (tcia-utils runs 10 threads, the Data Retriever 8
+# connections per host, and 20 are known to run cleanly against TCIA, nbia-api.md §9) and
+# grows while throughput grows, backing off on 429/503/timeouts (mirror.sync.adaptive). The
+# embedded workers therefore offer room to grow: 32 download threads each, 64 on the default
+# 2 workers; --max-connections caps the growth, --threads/--downloads-per-worker the room.
+INITIAL_DOWNLOADS = 16
+DEFAULT_THREADS = 32
+DEFAULT_HTTP_SLOTS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,7 @@ class SyncConfig:
     dry_run: bool = False
     delete: bool = False
     max_delete: MaxDelete = DEFAULT_MAX_DELETE
+    allow_empty: tuple[str, ...] = ()  # collections confirmed emptied upstream (--allow-empty)
     state_dir: str | None = None
     layout: str = DEFAULT_TEMPLATE
     summary_json: str | None = None
@@ -89,6 +95,11 @@ class SyncConfig:
     drain_seconds: float = 120.0  # on a stop or fatal error: wait this long for running series
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     store_options: Mapping[str, Any] = field(default_factory=dict)
+    lease_seconds: float = DEFAULT_LEASE_SECONDS  # the destination lease (mirror.sync.lease)
+
+    def __post_init__(self) -> None:
+        if not self.lease_seconds > 0:
+            raise UsageError("the lease duration (MIRROR_LEASE_SECONDS) must be > 0 seconds")
 
     @property
     def mode(self) -> str:
@@ -128,6 +139,16 @@ def store_options_from_env(dest: str, env: Mapping[str, str] | None = None) -> d
     if dest.startswith("s3://") and endpoint:
         return {"endpoint_url": endpoint}
     return {}
+
+
+def lease_seconds_from_env(env: Mapping[str, str] | None = None) -> float:
+    environ = os.environ if env is None else env
+    raw = environ.get("MIRROR_LEASE_SECONDS", "")
+    try:
+        return float(raw) if raw else DEFAULT_LEASE_SECONDS
+    except ValueError:
+        msg = f"MIRROR_LEASE_SECONDS must be a number of seconds (got {raw!r})"
+        raise UsageError(msg) from None
 
 
 def archive_url_from_env(url: str | None, env: Mapping[str, str] | None = None) -> str:

@@ -54,6 +54,10 @@ class ManifestError(UsageError):
     """A .tcia manifest (or UID list) that cannot be read."""
 
 
+class LedgerTooNew(UsageError):
+    """The ledger was written by a newer release (a higher schema version than we know)."""
+
+
 class QueryError(UsageError):
     """SQL given to ``mirror query`` / ``--where`` that DuckDB rejects."""
 
@@ -144,6 +148,10 @@ class ObjectNotFound(StoreError, FileNotFoundError):
     """A key that should exist in the destination does not."""
 
 
+class PreconditionFailed(StoreError):
+    """A conditional write lost: the object already exists, or changed since it was read."""
+
+
 # --- run control -------------------------------------------------------------------------
 
 
@@ -157,6 +165,10 @@ class LockHeld(MirrorError):
     """Another sync already holds the destination's run lock."""
 
     exit_code = EXIT_LOCKED
+
+
+class LeaseLost(LockHeld):
+    """This run's destination lease was taken over (it stalled past expiry) or vanished."""
 
 
 class ConversionError(MirrorError):

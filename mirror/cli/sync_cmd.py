@@ -20,6 +20,7 @@ from mirror.config import (
     Selection,
     SyncConfig,
     archive_url_from_env,
+    lease_seconds_from_env,
     resolve_state_dir,
     scheduler_from_env,
     store_options_from_env,
@@ -88,6 +89,13 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
     max_delete: Annotated[
         str, typer.Option("--max-delete", help="Abort (exit 6) above N or P% withdrawals.")
     ] = str(DEFAULT_MAX_DELETE),
+    allow_empty: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-empty",
+            help="This collection really was emptied upstream: withdraw all of it (repeatable).",
+        ),
+    ] = None,
     scheduler: Annotated[
         str | None,
         typer.Option("--scheduler", help="Dask scheduler address (env DASK_SCHEDULER_ADDRESS)."),
@@ -164,6 +172,7 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
             dry_run=dry_run,
             delete=delete,
             max_delete=MaxDelete.parse(max_delete),
+            allow_empty=tuple(allow_empty or ()),
             state_dir=state_dir,
             layout=layout,
             summary_json=str(summary_json) if summary_json else None,
@@ -179,6 +188,7 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
                 max_connections=max_connections,
             ),
             store_options=store_options_from_env(dest),
+            lease_seconds=lease_seconds_from_env(),
         )
         with _progress_display(as_json) as progress:
             return sync(config, progress=progress)

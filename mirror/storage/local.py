@@ -8,13 +8,16 @@ keeping a second copy of every digest in extended attributes that many file syst
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, BinaryIO, TypeVar
 
-from mirror.errors import ObjectNotFound, StoreError, UsageError
+from mirror.errors import ObjectNotFound, PreconditionFailed, StoreError, UsageError
 from mirror.storage.keys import PARTIAL_SUFFIX, check_key, check_prefix
 from mirror.storage.oserrors import store_errors
 from mirror.storage.port import ObjectInfo, StoreCapabilities
@@ -72,7 +75,7 @@ class LocalStore:
     @property
     def capabilities(self) -> StoreCapabilities:
         return StoreCapabilities(
-            atomic_rename=True, object_metadata=False, conditional_put=False, local=True
+            atomic_rename=True, object_metadata=False, conditional_put=True, local=True
         )
 
     def path(self, key: str) -> str:
@@ -108,6 +111,47 @@ class LocalStore:
                 _unlink_quietly(tmp)
                 raise
             fsync_dir(directory)
+
+    # --- compare-and-swap (the destination lease) -----------------------------------------
+
+    def put_if(self, key: str, data: bytes, *, token: str | None) -> str:
+        with self._cas_guard(f"put {self.url}/{key}"):
+            check_token(self.url, key, self._token_or_none(key), token)
+            self._write_atomic(key, lambda out: out.write(data))
+        return content_token(data)
+
+    def get_with_token(self, key: str) -> tuple[bytes, str]:
+        # Writes are atomic renames: this read sees one whole version, no guard needed.
+        data = self.get_bytes(key)
+        return data, content_token(data)
+
+    def delete_if(self, key: str, token: str) -> None:
+        with self._cas_guard(f"delete {self.url}/{key}"):
+            current = self._token_or_none(key)
+            if current is None:
+                return
+            check_token(self.url, key, current, token)
+            self.delete(key)
+
+    def _token_or_none(self, key: str) -> str | None:
+        try:
+            return content_token(self.get_bytes(key))
+        except ObjectNotFound:
+            return None
+
+    @contextmanager
+    def _cas_guard(self, what: str) -> Iterator[None]:
+        """flock on the root folder: serialises compare-and-swap between processes on
+        this host (and NFSv4 clients, where flock maps to byte-range locks)."""
+        with store_errors(what, missing_ok=True):
+            os.makedirs(self._root, exist_ok=True)
+            fd = os.open(self._root, os.O_RDONLY)
+        try:
+            with store_errors(what, missing_ok=True):
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor drops the flock
 
     # --- reads --------------------------------------------------------------------------
 
@@ -208,6 +252,20 @@ class LocalStore:
         base = check_prefix(prefix)
         path = os.path.join(self._root, *base.split("/")) if base else self._root
         return zarr.storage.LocalStore(path, read_only=read_only)
+
+
+def content_token(data: bytes) -> str:
+    """The compare-and-swap token of a store without ETags: the content's MD5."""
+    return hashlib.md5(data).hexdigest()
+
+
+def check_token(url: str, key: str, current: str | None, expected: str | None) -> None:
+    if current == expected:
+        return
+    if expected is None:
+        raise PreconditionFailed(f"put {url}/{key}: the object already exists")
+    state = "vanished" if current is None else "changed since it was read"
+    raise PreconditionFailed(f"put {url}/{key}: the object {state}")
 
 
 def _unlink_quietly(path: str) -> None:

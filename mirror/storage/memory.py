@@ -7,12 +7,18 @@ sees the same objects. Nothing survives the process; use it with threads only.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+from mirror.errors import ObjectNotFound
 from mirror.storage.keys import check_prefix, join
+from mirror.storage.local import check_token, content_token
 from mirror.storage.objects import ObjectStore
 from mirror.storage.oserrors import store_errors
 from mirror.storage.port import StoreCapabilities
+
+# One process-wide guard, like the process-wide MemoryFileSystem it protects.
+_CAS_GUARD = threading.Lock()
 
 
 class MemoryStore(ObjectStore):
@@ -27,7 +33,7 @@ class MemoryStore(ObjectStore):
     @property
     def capabilities(self) -> StoreCapabilities:
         return StoreCapabilities(
-            atomic_rename=False, object_metadata=False, conditional_put=False, local=False
+            atomic_rename=False, object_metadata=False, conditional_put=True, local=False
         )
 
     @property
@@ -45,6 +51,29 @@ class MemoryStore(ObjectStore):
         with store_errors(f"read {local_path}", missing_ok=True), open(local_path, "rb") as f:
             data = f.read()
         self.put_bytes(key, data)
+
+    def put_if(self, key: str, data: bytes, *, token: str | None) -> str:
+        with _CAS_GUARD:
+            check_token(self.url, key, self._token_or_none(key), token)
+            self.put_bytes(key, data)
+        return content_token(data)
+
+    def get_with_token(self, key: str) -> tuple[bytes, str]:
+        data = self.get_bytes(key)
+        return data, content_token(data)
+
+    def delete_if(self, key: str, token: str) -> None:
+        with _CAS_GUARD:
+            current = self._token_or_none(key)
+            if current is not None:
+                check_token(self.url, key, current, token)
+                self.delete(key)
+
+    def _token_or_none(self, key: str) -> str | None:
+        try:
+            return content_token(self.get_bytes(key))
+        except ObjectNotFound:
+            return None
 
     def zarr_store(self, prefix: str, *, read_only: bool = False) -> Any:
         import zarr.storage

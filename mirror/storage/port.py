@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 class StoreCapabilities:
     atomic_rename: bool  # a prefix ("directory") can be renamed atomically (local disk)
     object_metadata: bool  # objects carry user metadata, e.g. the verified MD5 (S3)
-    conditional_put: bool  # create-if-absent / replace-if-unchanged (S3 If-None-Match/If-Match)
+    conditional_put: bool  # put_if / delete_if are atomic across hosts (S3 If-None-Match/If-Match)
     local: bool  # keys map to paths on this machine's file system
 
 
@@ -49,6 +49,25 @@ class Store(Protocol):
 
     def put_bytes(self, key: str, data: bytes) -> None:
         """Write a small object atomically (sidecars, pointers, summaries)."""
+        ...
+
+    def put_if(self, key: str, data: bytes, *, token: str | None) -> str:
+        """Compare-and-swap one small object; returns its new token.
+
+        ``token=None`` creates ``key`` only if absent (``If-None-Match: *``); otherwise the
+        object is replaced only while its current token is ``token`` (``If-Match``). Losing
+        raises :class:`~mirror.errors.PreconditionFailed`. The destination lease is built on
+        this and on :meth:`get_with_token` / :meth:`delete_if`, nothing else.
+        """
+        ...
+
+    def get_with_token(self, key: str) -> tuple[bytes, str]:
+        """A small object's bytes and the token :meth:`put_if` compares against."""
+        ...
+
+    def delete_if(self, key: str, token: str) -> None:
+        """Delete ``key`` only while its token is ``token`` (else PreconditionFailed);
+        a missing object is not an error."""
         ...
 
     def get_bytes(self, key: str) -> bytes: ...

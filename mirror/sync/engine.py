@@ -8,6 +8,8 @@ through the scheduler (each task writes to the destination itself).
 from __future__ import annotations
 
 import logging
+import queue
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError
 from contextlib import AbstractContextManager, nullcontext
@@ -17,6 +19,7 @@ from typing import Any, Protocol
 from mirror.archive.port import Archive, SeriesRecord
 from mirror.errors import MirrorError, StoreError
 from mirror.storage.port import Store
+from mirror.sync.adaptive import AdaptiveSettings, ConcurrencyController
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,12 @@ def make_units(
     scheduler overhead but must never serialise a small run onto one worker thread.
     """
     small = [t for t in tasks if 0 < t.record.file_size < small_bytes]
-    large = [t for t in tasks if not 0 < t.record.file_size < small_bytes]
+    # Largest first: over a connection-capped, bandwidth-capped link the run cannot end
+    # before its largest series does, so that one must start at once, not last.
+    large = sorted(
+        (t for t in tasks if not 0 < t.record.file_size < small_bytes),
+        key=lambda t: -t.record.file_size,
+    )
     batch_size = max(1, min(batch_size, -(-len(small) // (2 * max(1, parallelism)))))
     units = [WorkUnit(f"series-{run_id}-{pass_no}-{t.record.series_uid}", (t,)) for t in large]
     for start in range(0, len(small), batch_size):
@@ -86,14 +94,16 @@ class EngineReport:
     fatal: StoreError | None = None
     stopped: bool = False
     unsubmitted: list[Any] = field(default_factory=list)  # tasks never sent (stop or fatal)
+    concurrency: dict[str, int] = field(default_factory=dict)  # adaptive: final, peak, backoffs
 
 
 @dataclass(frozen=True, slots=True)
 class EngineOptions:
-    window: int = 16  # units in flight
+    window: int = 16  # units in flight (when not adaptive)
     use_resources: bool = True
     max_connections: int | None = None
     drain_seconds: float = 120.0  # after a stop or fatal error, wait for running units
+    adaptive: AdaptiveSettings | None = None  # units in flight follow a ConcurrencyController
 
 
 class Engine:
@@ -108,6 +118,7 @@ class Engine:
         *,
         options: EngineOptions,
         unit_fn: Callable[..., list[Any]] = run_unit,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._options = options
@@ -116,6 +127,8 @@ class Engine:
         self._store = client.scatter(store, broadcast=True, hash=False)
         self._settings = settings
         self._semaphore = self._make_semaphore(options.max_connections)
+        # One controller per engine: a retry pass starts from what the first pass learned.
+        self._control = ConcurrencyController(options.adaptive, clock) if options.adaptive else None
 
     def _make_semaphore(self, max_connections: int | None) -> Any:
         if not max_connections:
@@ -146,47 +159,59 @@ class Engine:
         on_error: OnError,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> EngineReport:
-        from distributed import as_completed
-
         report = EngineReport()
         todo: Iterator[WorkUnit] = iter(units)
-        inflight: dict[Any, WorkUnit] = {}
-        window = as_completed()  # type: ignore[no-untyped-call]
-        for unit in _take(todo, self._options.window):
-            self._add(window, inflight, unit, report)
+        flight = _Flight()
+        control = self._control
+        # With an adaptive window, wake up now and then even when nothing finishes: a
+        # window of long downloads must be able to grow before the first one completes.
+        tick = control.interval / 2 if control is not None else None
+        self._refill(flight, todo, report)
         try:
-            for future in window:
-                unit = inflight.pop(future)
+            while flight.units:
+                future = flight.next_done(tick)
+                if future is None:
+                    if control is not None:
+                        control.tick()
+                    self._refill(flight, todo, report)
+                    continue
+                unit = flight.units.pop(future)
                 report.completed_units += 1
-                self._deliver(future, unit, on_result, on_error, report)
+                results = self._deliver(future, unit, on_result, on_error, report)
+                if control is not None:
+                    _feed(control, results, flight.epochs.pop(future, None))
                 if report.fatal is not None or should_stop():
                     report.stopped = report.fatal is None
-                    self._drain(inflight, on_result, on_error, report)
+                    self._drain(flight.units, on_result, on_error, report)
                     break
-                for nxt in _take(todo, 1):
-                    self._add(window, inflight, nxt, report)
+                self._refill(flight, todo, report)
         finally:
-            self._cancel(inflight)
-        for unit in [*inflight.values(), *todo]:
+            self._cancel(flight.units)
+        if control is not None:
+            report.concurrency = {
+                "final": control.limit, "peak": control.peak, "backoffs": control.backoffs
+            }
+        for unit in [*flight.units.values(), *todo]:
             report.unsubmitted.extend(unit.tasks)
         return report
 
-    def _add(
-        self, window: Any, inflight: dict[Any, WorkUnit], unit: WorkUnit, r: EngineReport
-    ) -> None:
-        future = self._submit(unit)
-        inflight[future] = unit
-        window.add(future)
-        r.submitted += 1
+    def _refill(self, flight: _Flight, todo: Iterator[WorkUnit], r: EngineReport) -> None:
+        """Submit up to the window. A shrunken adaptive limit submits nothing until enough
+        units drain; it never drops below one, so an empty window always refills."""
+        limit = self._control.limit if self._control is not None else self._options.window
+        for unit in _take(todo, limit - len(flight.units)):
+            future = self._submit(unit)
+            flight.add(future, unit, self._control.epoch if self._control is not None else 0)
+            r.submitted += 1
 
     def _deliver(
         self, future: Any, unit: WorkUnit, on_result: OnResult, on_error: OnError, r: EngineReport
-    ) -> None:
+    ) -> list[Any]:
         try:
-            results = future.result()
+            results: list[Any] = future.result()
         except (Exception, CancelledError) as exc:
             self._failed_unit(unit, exc, on_error, r)
-            return
+            return []
         by_uid = {res.series_uid: res for res in results}
         for task in unit.tasks:
             res = by_uid.get(task.record.series_uid)
@@ -194,6 +219,7 @@ class Engine:
                 on_error(task, "MissingResult", "the task returned no result", True)
             else:
                 on_result(task, res)
+        return results
 
     def _failed_unit(
         self, unit: WorkUnit, exc: BaseException, on_error: OnError, r: EngineReport
@@ -244,8 +270,46 @@ class Engine:
             self._client.cancel(list(inflight), force=True)
 
 
+class _Flight:
+    """Units in flight, the controller epoch each was sent in, and a queue that Dask's done
+    callbacks fill (finished, failed or cancelled alike), so the driver can wait with a
+    timeout instead of blocking until the next completion."""
+
+    def __init__(self) -> None:
+        self.units: dict[Any, WorkUnit] = {}
+        self.epochs: dict[Any, int] = {}
+        self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def add(self, future: Any, unit: WorkUnit, epoch: int) -> None:
+        self.units[future] = unit
+        self.epochs[future] = epoch
+        future.add_done_callback(self._done.put)
+
+    def next_done(self, timeout: float | None) -> Any:
+        """The next finished future still in flight, or None after ``timeout`` seconds."""
+        while True:
+            try:
+                future = self._done.get(timeout=timeout)
+            except queue.Empty:
+                return None
+            if future in self.units:
+                return future
+
+
+def _feed(control: ConcurrencyController, results: list[Any], epoch: int | None) -> None:
+    """One finished unit: its bytes, and any push-back its series met."""
+    control.finished(
+        sum(int(getattr(res, "bytes_downloaded", 0)) for res in results),
+        throttled=any(getattr(res, "pushback", 0) for res in results),
+        retry_after=max((float(getattr(res, "retry_after", 0.0)) for res in results), default=0.0),
+        epoch=epoch,
+    )
+
+
 def _take(it: Iterator[WorkUnit], n: int) -> list[WorkUnit]:
     out: list[WorkUnit] = []
+    if n <= 0:
+        return out
     for unit in it:
         out.append(unit)
         if len(out) >= n:

@@ -19,8 +19,11 @@ from typing import Any, cast
 from mirror.archive.port import SeriesRecord
 from mirror.errors import StoreError
 from mirror.layout import SeriesSidecar
+from mirror.sync.migrate import Step, migrate, split_statements
 from mirror.sync.plan import LedgerEntry, State
 
+# Version 1 of the schema, frozen: what the first release created. Never edit it; change the
+# schema by appending a step to MIGRATIONS (an existing ledger then gets it on open).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
     series_uid TEXT PRIMARY KEY,
@@ -44,8 +47,7 @@ CREATE TABLE IF NOT EXISTS series (
     last_error TEXT NOT NULL DEFAULT '',
     first_seen_run TEXT NOT NULL DEFAULT '',
     last_changed_run TEXT NOT NULL DEFAULT '',
-    updated_at TEXT NOT NULL,
-    md5_hierarchy TEXT NOT NULL DEFAULT ''
+    updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS series_state ON series (state);
 CREATE INDEX IF NOT EXISTS series_collection ON series (collection);
@@ -74,15 +76,19 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
+# MIGRATIONS[i] takes a ledger from version i + 1 to i + 2 (mirror.sync.migrate). Adding a
+# column is one entry: ("ALTER TABLE series ADD COLUMN name TEXT NOT NULL DEFAULT ''",).
+MIGRATIONS: tuple[Step, ...] = (
+    # 2: the series' NBIA MD5-hierarchy hash, for --full's top-down comparison (0.2.0)
+    ("ALTER TABLE series ADD COLUMN md5_hierarchy TEXT NOT NULL DEFAULT ''",),
+)
+SCHEMA_VERSION = 1 + len(MIGRATIONS)
+
 _ENTRY_COLUMNS = (
     "series_uid, collection, patient_id, study_uid, path, state, fp_image_count, fp_file_size,"
     " fp_max_submission, fp_date_released, modality, content_hash, series_version,"
     " n_instances, bytes, attempts, last_error_class, md5_hierarchy"
 )
-
-# Columns added after the first release: (table, column, declaration). ``open`` adds the
-# missing ones to an existing ledger (CREATE TABLE IF NOT EXISTS never would).
-_ADDED_COLUMNS = (("series", "md5_hierarchy", "TEXT NOT NULL DEFAULT ''"),)
 
 
 def utcnow() -> str:
@@ -114,13 +120,18 @@ class Ledger:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(target, timeout=30.0, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the ledger at {target}: {exc}") from exc
+        try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=30000")
-            conn.executescript(SCHEMA)
-            _add_missing_columns(conn)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the ledger at {target}: {exc}") from exc
+            migrate(conn, split_statements(SCHEMA), MIGRATIONS)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, OSError | sqlite3.Error):
+                raise StoreError(f"cannot open the ledger at {target}: {exc}") from exc
+            raise  # LedgerTooNew: a usage error, already clear
         return cls(conn, str(target))
 
     def close(self) -> None:
@@ -425,13 +436,6 @@ class Ledger:
                 ),
             )
             tx.execute("INSERT OR IGNORE INTO collections (name) VALUES (?)", (sidecar.collection,))
-
-
-def _add_missing_columns(conn: sqlite3.Connection) -> None:
-    for table, column, decl in _ADDED_COLUMNS:
-        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        if column not in have:
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
 
 def _entry(row: tuple[Any, ...]) -> LedgerEntry:

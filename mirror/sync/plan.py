@@ -182,6 +182,7 @@ def plan(
     template: str = DEFAULT_TEMPLATE,
     delete: bool = False,
     drifted: frozenset[str] = frozenset(),
+    allow_empty: frozenset[str] = frozenset(),
 ) -> SyncPlan:
     """Give every series in scope exactly one outcome; raise SafetyAbort on suspicious input.
 
@@ -189,8 +190,10 @@ def plan(
     again so the run moves them to the attic, within the same ``max_delete`` budget.
     ``drifted`` names held series whose content the archive's MD5 hierarchy says changed
     although no listing field did: they are ``changed``, not ``unchanged``.
+    ``allow_empty`` names collections the operator confirmed were emptied upstream: an empty
+    listing of one is believed, and its withdrawals do not count against ``max_delete``.
     """
-    _guard_empty_listings(remote, held, scope)
+    _guard_empty_listings(remote, held, scope, allow_empty)
     items: list[PlanItem] = []
     rejected: list[Rejected] = []
     seen: set[str] = set()
@@ -204,7 +207,13 @@ def plan(
         else:
             items.append(item)
     withdrawn = _withdrawn(held, seen, scope, delete=delete)
-    _guard_withdrawals(withdrawn, held, scope, max_delete, delete=delete)
+    _guard_withdrawals(
+        [w for w in withdrawn if w.collection not in allow_empty],
+        {uid: e for uid, e in held.items() if e.collection not in allow_empty},
+        scope,
+        max_delete,
+        delete=delete,
+    )
     deferred = sorted(
         uid
         for uid, entry in held.items()
@@ -284,15 +293,19 @@ def _held_in_listed(
 
 
 def _guard_empty_listings(
-    remote: Sequence[SeriesRecord], held: Mapping[str, LedgerEntry], scope: PlanScope
+    remote: Sequence[SeriesRecord],
+    held: Mapping[str, LedgerEntry],
+    scope: PlanScope,
+    allow_empty: frozenset[str],
 ) -> None:
     # rclone's lesson: a failed listing must never read as "everything was deleted".
     listed_upstream = {r.collection for r in remote if _admits_record(scope, r)}
     for collection, n_held in sorted(_held_in_listed(held, scope).items()):
-        if collection not in listed_upstream:
+        if collection not in listed_upstream and collection not in allow_empty:
             raise SafetyAbort(
                 f"the archive listed no series for {collection!r} but the mirror holds "
-                f"{n_held}; refusing to treat that as a mass withdrawal"
+                f"{n_held}; refusing to treat that as a mass withdrawal (if it really was "
+                f"emptied upstream, rerun with --full --allow-empty {collection!r})"
             )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from mirror import __version__
 from mirror.archive.port import Archive, HashedArchive, SeriesRecord
-from mirror.config import SyncConfig
+from mirror.config import INITIAL_DOWNLOADS, ClusterConfig, SyncConfig
 from mirror.errors import (
     EXIT_DESTINATION,
     EXIT_INTERRUPTED,
@@ -29,6 +29,7 @@ from mirror.errors import (
     ObjectNotFound,
 )
 from mirror.storage.port import Store
+from mirror.sync.adaptive import AdaptiveSettings
 from mirror.sync.audit import committed_unrecorded, held_damage, held_hashes
 from mirror.sync.engine import Engine, EngineOptions, EngineReport, make_units
 from mirror.sync.hierarchy import DriftReport, find_drift
@@ -86,6 +87,13 @@ class RunContext:
     fetch_settings: Any = None
 
 
+def adaptive_settings(slots: int, cluster: ClusterConfig) -> AdaptiveSettings:
+    """Start at today's 16 series at once (or fewer slots) and grow up to --max-connections,
+    or to every download slot the cluster has."""
+    ceiling = min(slots, cluster.max_connections or slots)
+    return AdaptiveSettings(initial=min(INITIAL_DOWNLOADS, ceiling), maximum=ceiling)
+
+
 class SyncRun:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
@@ -101,11 +109,15 @@ class SyncRun:
 
     # --- the run -------------------------------------------------------------------------
 
-    def execute(self) -> RunSummary:
+    def execute(self, blocked: MirrorError | None = None) -> RunSummary:
+        """Run; ``blocked`` (e.g. the destination refused the lease) records a run that
+        ends at once with that error's exit code."""
         cfg = self.ctx.config
         if not cfg.dry_run:
             self.ctx.ledger.begin_run(self.ctx.run_id, cfg.mode, self.started_at)
         try:
+            if blocked is not None:
+                raise blocked
             exit_code, the_plan = self._body()
             error = ""
         except MirrorError as exc:
@@ -141,6 +153,7 @@ class SyncRun:
             ledger.remember_collections(self.listing.collections)
         self._announce()
         self._reject(the_plan)
+        self._unlisted(self.listing.not_found)
         self.tally.counts["unchanged"] += len(the_plan.by_outcome("unchanged"))
         report = self._fetch(the_plan.to_fetch)
         if report is not None and report.fatal is not None:
@@ -163,6 +176,7 @@ class SyncRun:
             template=cfg.layout,
             delete=cfg.delete,
             drifted=drifted,
+            allow_empty=frozenset(cfg.allow_empty),
         )
 
     def _find_drift(self, the_plan: SyncPlan) -> DriftReport:
@@ -247,6 +261,14 @@ class SyncRun:
                 Failure(rej.series_uid, rej.collection, "IntegrityError", rej.reason, 0, False)
             )
 
+    def _unlisted(self, uids: Sequence[str]) -> None:
+        """Manifest UIDs the archive does not list: nothing to fetch, but the run asked for
+        them, so it ends partial (exit 1) and each is a failure in the summary."""
+        for uid in uids:
+            log.warning("manifest series %s is not listed by the archive", uid)
+            message = "the manifest names it but the archive does not list it"
+            self._fail(Failure(uid, "", "NotListedUpstream", message, 0, False))
+
     # --- fetching ------------------------------------------------------------------------
 
     def _fetch(self, todo: Sequence[PlanItem]) -> EngineReport | None:
@@ -269,6 +291,7 @@ class SyncRun:
                     use_resources=handle.use_resources,
                     max_connections=self.ctx.config.cluster.max_connections,
                     drain_seconds=self.ctx.config.drain_seconds,
+                    adaptive=adaptive_settings(self.slots, self.ctx.config.cluster),
                 ),
             )
             report = self._pass(engine, todo, 1)
@@ -277,6 +300,7 @@ class SyncRun:
                 log.info("retry pass for %d series", len(retry))
                 self.tally.retries += len(retry)
                 report = self._pass(engine, retry, 2)
+            self.cluster_info["concurrency"] = report.concurrency
         return report
 
     def _settings(self) -> Any:

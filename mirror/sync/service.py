@@ -15,15 +15,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from types import FrameType
 from typing import Any
 
 from mirror.archive.port import Archive
 from mirror.config import SyncConfig
-from mirror.errors import StoreError
+from mirror.errors import EXIT_LOCKED, StoreError
 from mirror.storage.port import Store
 from mirror.sync.demo import DemoResult, demo
+from mirror.sync.lease import DestinationLease
 from mirror.sync.ledger import Ledger
 from mirror.sync.lock import RunLock
 from mirror.sync.ops import (
@@ -78,7 +80,8 @@ def sync(
     progress: ProgressFn | None = None,
     fetch_settings: Any = None,
 ) -> RunSummary:
-    """One sync run under the destination's lock; the summary carries the exit code.
+    """One sync run under the state dir's lock and the destination's lease; the summary
+    carries the exit code.
 
     Raises only for problems before the run starts (LockHeld, a bad destination URL).
     """
@@ -87,7 +90,12 @@ def sync(
     the_store = store or open_destination(config)
     state_dir = config.ledger_path.parent
     lock = RunLock(state_dir, run_id, datetime.now(UTC).isoformat(timespec="seconds"))
-    with lock, Ledger.open(config.ledger_path) as ledger, _stop_on_signals() as stopped:
+    with (
+        lock,
+        _hold_lease(config, the_store, run_id) as lease,
+        Ledger.open(config.ledger_path) as ledger,
+        _stop_on_signals() as stopped,
+    ):
         ctx = RunContext(
             config=config,
             archive=the_archive,
@@ -96,12 +104,54 @@ def sync(
             run_id=run_id,
             today=(today or _utc_today)(),
             progress=progress,
-            should_stop=stopped.is_set,
+            should_stop=lambda: stopped.is_set() or _lost(lease),
             fetch_settings=fetch_settings,
         )
-        summary = SyncRun(ctx).execute()
+        blocked = lease if isinstance(lease, StoreError) else None
+        held = lease if isinstance(lease, DestinationLease) else None
+        summary = _settle_lease(held, SyncRun(ctx).execute(blocked))
         _publish_reports(config, the_store, ledger, summary)
     return summary
+
+
+@contextmanager
+def _hold_lease(
+    config: SyncConfig, store: Store, run_id: str
+) -> Iterator[DestinationLease | StoreError | None]:
+    """Hold the destination lease (not for a dry run, which writes nothing).
+
+    LockHeld propagates (exit 75 before any work, like the state-dir lock); a destination
+    that cannot even take the lease yields its StoreError, so the run is recorded as
+    failing with exit 4 and a summary, as any other destination error.
+    """
+    if config.dry_run:
+        yield None
+        return
+    lease = DestinationLease(store, run_id, duration=config.lease_seconds)
+    try:
+        lease.start()
+    except StoreError as exc:  # LockHeld is no StoreError: it propagates
+        yield exc
+        return
+    try:
+        yield lease
+    finally:
+        lease.release()
+
+
+def _lost(lease: DestinationLease | StoreError | None) -> bool:
+    return isinstance(lease, DestinationLease) and lease.lost
+
+
+def _settle_lease(lease: DestinationLease | None, summary: RunSummary) -> RunSummary:
+    """Release before reporting: a lease taken over from this run turns it into exit 75."""
+    if lease is None:
+        return summary
+    lease.release()
+    if not lease.lost:
+        return summary
+    error = "the destination lease was taken over by another run (this one stalled); stopped"
+    return replace(summary, exit_code=EXIT_LOCKED, error=error)
 
 
 def _utc_today() -> date:

@@ -18,7 +18,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from mirror.archive.port import Archive, SeriesRecord
-from mirror.errors import IntegrityError, MirrorError, ObjectNotFound, StoreError, UsageError
+from mirror.errors import (
+    ArchiveUnavailable,
+    IntegrityError,
+    MirrorError,
+    ObjectNotFound,
+    RateLimited,
+    StoreError,
+    UsageError,
+)
 from mirror.layout import RESERVED_PREFIXES, SeriesSidecar, check_uid, content_hash
 from mirror.storage.keys import check_key
 from mirror.storage.oserrors import store_errors
@@ -72,6 +80,8 @@ class SeriesResult:
     error_class: str = ""  # e.g. "ChecksumMismatch", "AccessDenied"
     message: str = ""
     retryable: bool = False
+    pushback: int = 0  # attempts the archive refused or dropped (429/503/timeouts)
+    retry_after: float = 0.0  # the longest Retry-After it sent (the engine backs off as long)
 
 
 @dataclass(slots=True)
@@ -79,6 +89,15 @@ class _Meter:
     bytes: int = 0
     attempts: int = 0
     started: float = field(default_factory=time.monotonic)
+    pushback: int = 0
+    retry_after: float = 0.0
+
+    def note(self, exc: MirrorError) -> None:
+        """Count push-back: the engine's concurrency controller backs off on it."""
+        if isinstance(exc, ArchiveUnavailable):
+            self.pushback += 1
+        if isinstance(exc, RateLimited) and exc.retry_after:
+            self.retry_after = max(self.retry_after, exc.retry_after)
 
 
 def sync_series(
@@ -104,6 +123,7 @@ def sync_series(
         except StoreError:
             raise
         except MirrorError as exc:
+            meter.note(exc)
             if not exc.retryable or meter.attempts >= settings.max_attempts:
                 log.warning("series %s failed: %s", task.record.series_uid, exc)
                 return _failed(task, meter, exc)
@@ -241,6 +261,8 @@ def _result(task: SeriesTask, meter: _Meter, outcome: str, sidecar: SeriesSideca
         bytes_downloaded=meter.bytes,
         attempts=meter.attempts,
         seconds=time.monotonic() - meter.started,
+        pushback=meter.pushback,
+        retry_after=meter.retry_after,
     )
 
 
@@ -255,4 +277,6 @@ def _failed(task: SeriesTask, meter: _Meter, exc: MirrorError) -> SeriesResult:
         error_class=type(exc).__name__,
         message=str(exc),
         retryable=exc.retryable,
+        pushback=meter.pushback,
+        retry_after=meter.retry_after,
     )

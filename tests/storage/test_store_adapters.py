@@ -163,3 +163,43 @@ def test_ensure_parent_survives_a_racing_prune(tmp_path) -> None:
 
     assert ensure_parent(str(target), create) == "made"
     assert len(calls) == 2 and (target / "f").read_bytes() == b"1"
+
+
+PUT_PEAK_CHILD = r"""
+import resource, sys
+from mirror.storage.s3 import S3Store
+url, endpoint, path, md5 = sys.argv[1:5]
+store = S3Store(url, endpoint_url=endpoint, storage_options={
+    "key": "testing", "secret": "testing", "client_kwargs": {"region_name": "us-east-1"}})
+store.exists("warm-up")  # open the client before the baseline
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+store.put_file(path, "big/1.dcm", md5=md5)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+def test_s3_put_of_a_large_file_holds_bounded_parts_not_the_file(s3_store, s3_client, moto_endpoint, tmp_path) -> None:
+    """96 MiB went up as one in-memory PUT before (s3fs holds whole files under 100 MiB,
+    and 10 x 50 MiB parts above): the peak grew with the file. Now it is bounded by the
+    part buffers, and the object still carries its MD5 and round-trips byte for byte."""
+    import subprocess
+    import sys
+
+    from mirror.storage.s3 import PART_BYTES, PART_CONCURRENCY
+
+    src = tmp_path / "big.dcm"
+    block = os.urandom(2**20)
+    with open(src, "wb") as f:
+        for _ in range(96):
+            f.write(block)
+    md5 = hashlib.md5(src.read_bytes()).hexdigest()
+    out = subprocess.run([sys.executable, "-c", PUT_PEAK_CHILD, s3_store.url, moto_endpoint, str(src), md5],
+                         capture_output=True, text=True, check=True, timeout=300)
+    growth = int(out.stdout.strip())
+    assert growth < 2 * PART_BYTES * PART_CONCURRENCY < 96 * 2**20, growth
+    info = s3_store.info("big/1.dcm")
+    assert info.size == 96 * 2**20 and info.md5 == md5
+    bucket, _, prefix = s3_store.url.removeprefix("s3://").partition("/")
+    etag = s3_client.head_object(Bucket=bucket, Key=f"{prefix}/big/1.dcm")["ETag"]
+    assert etag.strip('"').endswith(f"-{96 * 2**20 // PART_BYTES}")  # multipart, bounded parts
+    assert hashlib.md5(s3_store.get_bytes("big/1.dcm")).hexdigest() == md5

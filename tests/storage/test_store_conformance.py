@@ -132,3 +132,51 @@ def test_failed_put_leaves_nothing(store: Store, tmp_path) -> None:
     with pytest.raises(StoreError):
         store.put_file(str(tmp_path / "does-not-exist"), "z/obj")
     assert list(store.list()) == []
+
+
+# --- compare-and-swap: what the destination lease is built on ------------------------------
+
+
+def test_put_if_absent_creates_once(store: Store) -> None:
+    from mirror.errors import PreconditionFailed
+
+    token = store.put_if("_locks/x.lease", b"first", token=None)
+    with pytest.raises(PreconditionFailed):
+        store.put_if("_locks/x.lease", b"second", token=None)
+    assert store.get_with_token("_locks/x.lease") == (b"first", token)
+
+
+def test_put_if_token_replaces_only_the_version_read(store: Store) -> None:
+    from mirror.errors import PreconditionFailed
+
+    first = store.put_if("_locks/x.lease", b"v1", token=None)
+    second = store.put_if("_locks/x.lease", b"v2", token=first)
+    assert second != first
+    with pytest.raises(PreconditionFailed):  # a stale token loses
+        store.put_if("_locks/x.lease", b"v3", token=first)
+    assert store.get_with_token("_locks/x.lease") == (b"v2", second)
+
+
+def test_delete_if_spares_a_changed_object(store: Store) -> None:
+    from mirror.errors import PreconditionFailed
+
+    first = store.put_if("_locks/x.lease", b"v1", token=None)
+    second = store.put_if("_locks/x.lease", b"v2", token=first)
+    with pytest.raises(PreconditionFailed):
+        store.delete_if("_locks/x.lease", first)
+    assert store.exists("_locks/x.lease")
+    store.delete_if("_locks/x.lease", second)
+    assert not store.exists("_locks/x.lease")
+    store.delete_if("_locks/x.lease", second)  # already gone: not an error
+    with pytest.raises(ObjectNotFound):
+        store.get_with_token("_locks/x.lease")
+
+
+def test_put_if_on_a_vanished_object_loses(store: Store) -> None:
+    from mirror.errors import PreconditionFailed
+
+    token = store.put_if("_locks/x.lease", b"v1", token=None)
+    store.delete("_locks/x.lease")
+    with pytest.raises(PreconditionFailed):
+        store.put_if("_locks/x.lease", b"v2", token=token)
+    assert not store.exists("_locks/x.lease")

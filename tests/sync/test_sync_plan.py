@@ -183,3 +183,32 @@ def test_delete_withdraws_tombstones_again_within_max_delete() -> None:
     assert [i.series_uid for i in again.by_outcome("withdrawn")] == [S2]
     with pytest.raises(SafetyAbort):  # the tombstone counts against --max-delete
         plan([a], ledger, scope=scope, delete=True, max_delete=MaxDelete.parse("0"))
+
+
+def test_allow_empty_believes_an_emptied_collection_and_withdraws_all_of_it() -> None:
+    a1, a2, b = rec(S1, "A"), rec(S2, "A"), rec(S3, "B")
+    ledger = {S1: held(a1), S2: held(a2), S3: held(b)}
+    scope = PlanScope(listed=frozenset({"A", "B"}))
+    with pytest.raises(SafetyAbort, match="--allow-empty 'A'"):
+        plan([b], ledger, scope=scope, max_delete=MaxDelete.parse("100%"))
+    p = plan([b], ledger, scope=scope, allow_empty=frozenset({"A"}))
+    assert outcomes(p) == {S1: "withdrawn", S2: "withdrawn", S3: "unchanged"}
+
+
+def test_allow_empty_does_not_loosen_the_guards_of_other_collections() -> None:
+    a, b1, b2 = rec(S1, "A"), rec(S2, "B"), rec(S3, "B")
+    ledger = {S1: held(a), S2: held(b1), S3: held(b2)}
+    scope = PlanScope(listed=frozenset({"A", "B"}))
+    with pytest.raises(SafetyAbort, match="listed no series for 'B'"):
+        plan([], ledger, scope=scope, allow_empty=frozenset({"A"}))
+    # A's withdrawal is not counted; B losing 1 of 2 is judged on B alone (limit 0 here).
+    with pytest.raises(SafetyAbort, match="1 of 2"):
+        plan([b1], ledger, scope=scope, max_delete=MaxDelete.parse("0"), allow_empty=frozenset({"A"}))
+    ok = plan([b1, b2], ledger, scope=scope, max_delete=MaxDelete.parse("0"), allow_empty=frozenset({"A"}))
+    assert outcomes(ok) == {S1: "withdrawn", S2: "unchanged", S3: "unchanged"}
+
+
+def test_allow_empty_of_a_collection_still_listed_changes_nothing() -> None:
+    a = rec(S1, "A")
+    p = plan([a], {S1: held(a)}, scope=PlanScope(listed=frozenset({"A"})), allow_empty=frozenset({"A"}))
+    assert outcomes(p) == {S1: "unchanged"}
