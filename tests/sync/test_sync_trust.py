@@ -267,7 +267,8 @@ def test_ledger_without_series_hashes_adopts_them_without_refetching(
     assert run_sync().exit_code == 0
     ledger = dest / "_state" / "ledger.sqlite"
     with sqlite3.connect(ledger) as conn:
-        conn.execute("ALTER TABLE series DROP COLUMN md5_hierarchy")  # the old schema
+        conn.execute("ALTER TABLE series DROP COLUMN md5_hierarchy")  # the old schema,
+        conn.execute("PRAGMA user_version = 0")  # as release 0.1.0 left it
     for path in dest.rglob("_series.json"):
         data = json.loads(path.read_text())
         del data["md5_hierarchy"]
