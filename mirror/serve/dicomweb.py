@@ -1,0 +1,262 @@
+"""The DICOMweb resources under ``/dicomweb``: QIDO-RS search and WADO-RS retrieve.
+
+Handlers are plain functions Starlette runs in its thread pool (DuckDB, pydicom and store
+reads block). Each takes the snapshot current when it starts and reads through
+:class:`~mirror.serve.files.Files`, which serves committed files only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from mirror.errors import NotFoundError, TooLarge
+from mirror.serve import accept, metadata, multipart, pixels
+from mirror.serve.attributes import Level
+from mirror.serve.config import Limits
+from mirror.serve.files import Files, InstanceRef, Lru, find_instances
+from mirror.serve.qido import check_uid, parse_search, run_search
+from mirror.serve.render import parse_render, render
+from mirror.serve.snapshot import IndexView, Snapshots
+
+log = logging.getLogger(__name__)
+ROOT = "/dicomweb"
+DICOM_JSON = "application/dicom+json"
+
+
+@dataclass
+class Service:
+    snapshots: Snapshots
+    files: Files
+    limits: Limits
+    meta_cache: Lru[tuple[str, str, str], bytes] = field(default_factory=lambda: Lru(4096))
+    pixel_cache: Lru[tuple[str, str], pixels.PixelInfo] = field(
+        default_factory=lambda: Lru(16384))
+
+    def base_url(self, request: Request) -> str:
+        return str(request.base_url).rstrip("/") + ROOT
+
+
+def _uids(request: Request) -> tuple[str | None, str | None, str | None]:
+    p = request.path_params
+    return tuple(  # type: ignore[return-value]
+        check_uid(p[k], k) if k in p else None for k in ("study", "series", "instance"))
+
+
+def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status, headers, media_type=DICOM_JSON)
+
+
+def _ranges(request: Request) -> list[accept.MediaRange]:
+    return accept.parse_accept(request.query_params.get("accept")
+                               or request.headers.get("accept"))
+
+
+# --- QIDO-RS ------------------------------------------------------------------------------
+
+
+def search(svc: Service, level: Level) -> Any:
+    def endpoint(request: Request) -> Response:
+        _check_json_accept(request)
+        study, series, _ = _uids(request)
+        query = parse_search(level, request.query_params.multi_items(), study=study,
+                             series=series, max_limit=svc.limits.max_limit)
+        page = run_search(svc.snapshots.current(), query, svc.base_url(request))
+        host = request.url.hostname or "mirror"
+        warnings = list(page.warnings)
+        if page.more:
+            warnings.append("There are additional results that can be requested.")
+        headers = {"Warning": ", ".join(f'299 {host}: "{w}"' for w in warnings)} \
+            if warnings else None
+        if not page.items:
+            return Response(status_code=204, headers=headers)
+        return _json(metadata.dumps(page.items), headers=headers)
+    return endpoint
+
+
+def _check_json_accept(request: Request) -> None:
+    ranges = _ranges(request)
+    if not any(accept.media_matches(r.part, DICOM_JSON) or r.part == "application/json"
+               for r in ranges):
+        raise accept.NotAcceptable("searches answer application/dicom+json only")
+
+
+# --- WADO-RS: instances, metadata, bulk data ----------------------------------------------
+
+
+def retrieve(svc: Service) -> Any:
+    def endpoint(request: Request) -> Response:
+        view = svc.snapshots.current()
+        refs = find_instances(view, *_uids(request))
+        accept.choose_instances(_ranges(request), [r.transfer_syntax for r in refs])
+        for ref in refs:  # 404 before the first byte, not halfway through the stream
+            svc.files.check(ref, view.snapshot_id)
+        boundary = multipart.new_boundary()
+        parts = ((accept.DICOM, r.transfer_syntax or None, svc.files.chunks(r, view.snapshot_id))
+                 for r in refs)
+        return StreamingResponse(multipart.stream(boundary, parts),
+                                 media_type=multipart.content_type(accept.DICOM, boundary))
+    return endpoint
+
+
+def retrieve_metadata(svc: Service) -> Any:
+    def endpoint(request: Request) -> Response:
+        _check_json_accept(request)
+        view = svc.snapshots.current()
+        refs = find_instances(view, *_uids(request))
+        if len(refs) > svc.limits.max_metadata_instances:
+            raise TooLarge(f"{len(refs)} instances: ask per series "
+                           f"(limit {svc.limits.max_metadata_instances})")
+        base = svc.base_url(request)
+        return StreamingResponse(_metadata_array(svc, view, refs, base), media_type=DICOM_JSON)
+    return endpoint
+
+
+def _metadata_array(svc: Service, view: IndexView, refs: list[InstanceRef],
+                    base: str) -> Iterator[bytes]:
+    yield b"["
+    for n, ref in enumerate(refs):
+        yield (b"," if n else b"") + instance_metadata(svc, view, ref, base)
+    yield b"]"
+
+
+def instance_url(base: str, ref: InstanceRef) -> str:
+    return f"{base}/studies/{ref.study}/series/{ref.series}/instances/{ref.sop}"
+
+
+def instance_metadata(svc: Service, view: IndexView, ref: InstanceRef, base: str) -> bytes:
+    def make() -> bytes:
+        with svc.files.open(ref, view.snapshot_id) as fh:
+            return metadata.instance_json(fh, instance_url(base, ref))
+    return svc.meta_cache.get_or((view.snapshot_id, ref.file_path, base), make)
+
+
+def bulkdata(svc: Service) -> Any:
+    def endpoint(request: Request) -> Response:
+        view = svc.snapshots.current()
+        ref = find_instances(view, *_uids(request))[0]
+        path = metadata.check_bulk_path(request.path_params["path"])
+        if path == metadata.PIXEL_TAG:
+            return _pixel_bulk(svc, view, ref)
+        with svc.files.open(ref, view.snapshot_id) as fh:
+            value = metadata.bulk_value(fh, path)
+        boundary = multipart.new_boundary()
+        body = b"".join(multipart.stream(boundary, [(accept.OCTETS, None, [value])]))
+        return Response(body, media_type=multipart.content_type(accept.OCTETS, boundary))
+    return endpoint
+
+
+def _pixel_bulk(svc: Service, view: IndexView, ref: InstanceRef) -> Response:
+    info = _pixel_info(svc, view, ref)
+    numbers = list(range(1, info.frames + 1))
+    media, ts = (accept.MEDIA_FOR_TS.get(info.transfer_syntax, accept.OCTETS),
+                 info.transfer_syntax) if info.encapsulated else (accept.OCTETS, accept.EVRLE)
+    return _frames_response(svc, view, ref, numbers, accept.Choice(media, ts))
+
+
+# --- WADO-RS: frames, rendered, thumbnail --------------------------------------------------
+
+
+def _pixel_info(svc: Service, view: IndexView, ref: InstanceRef) -> pixels.PixelInfo:
+    def make() -> pixels.PixelInfo:
+        with svc.files.open(ref, view.snapshot_id) as fh:
+            return pixels.pixel_info(fh)
+    return svc.pixel_cache.get_or((view.snapshot_id, ref.file_path), make)
+
+
+def frames(svc: Service) -> Any:
+    def endpoint(request: Request) -> Response:
+        view = svc.snapshots.current()
+        ref = find_instances(view, *_uids(request))[0]
+        numbers = pixels.parse_frame_list(request.path_params["frames"], svc.limits.max_frames)
+        info = _pixel_info(svc, view, ref)
+        pixels.check_frames(numbers, info)
+        choice = accept.choose_frame(_ranges(request), accept.frame_offers(
+            info.transfer_syntax, decodable=info.frame_bits // 8 <= svc.limits.max_pixels))
+        return _frames_response(svc, view, ref, numbers, choice)
+    return endpoint
+
+
+def _frames_response(svc: Service, view: IndexView, ref: InstanceRef, numbers: list[int],
+                     choice: accept.Choice) -> Response:
+    info = _pixel_info(svc, view, ref)
+    boundary = multipart.new_boundary()
+    decode = info.encapsulated and choice.transfer_syntax == accept.EVRLE
+
+    def parts() -> Iterator[tuple[str, str | None, list[bytes]]]:
+        with svc.files.open(ref, view.snapshot_id) as fh:
+            for n in numbers:
+                data = pixels.native_bytes(pixels.decoded_frame(fh, n), info) if decode \
+                    else pixels.stored_frame(fh, info, n)
+                yield choice.media, choice.transfer_syntax, [data]
+
+    # Frames are small and requested one by one: build the body at once, so a bad frame
+    # is a clean 4xx instead of a cut stream.
+    body = b"".join(multipart.stream(boundary, parts()))
+    return Response(body, media_type=multipart.content_type(choice.media, boundary,
+                                                            choice.transfer_syntax))
+
+
+def rendered(svc: Service, *, thumbnail: bool = False) -> Any:
+    def endpoint(request: Request) -> Response:
+        view = svc.snapshots.current()
+        refs = find_instances(view, *_uids(request))
+        ref = refs[len(refs) // 2]  # study/series: the middle instance stands for them
+        number = _frame_number(request, ref, svc)
+        media = accept.choose_image(_ranges(request))
+        params = parse_render(request.query_params, media,
+                              max_side=svc.limits.max_viewport, thumbnail=thumbnail)
+        info = _pixel_info(svc, view, ref)
+        if info.frame_bits // 8 > svc.limits.max_pixels:
+            raise TooLarge("the frame is too large to render")
+        pixels.check_frames([number], info)
+        with svc.files.open(ref, view.snapshot_id) as fh:
+            frame = pixels.decoded_frame(fh, number)
+            body = render(frame, pixels.header(fh), params)
+        return Response(body, media_type=media, headers={"Cache-Control": "max-age=3600"})
+    return endpoint
+
+
+def _frame_number(request: Request, ref: InstanceRef, svc: Service) -> int:
+    if "frames" in request.path_params:
+        numbers = pixels.parse_frame_list(request.path_params["frames"], 1)
+        return numbers[0]
+    if "instance" in request.path_params:
+        return max(1, (ref.frames + 1) // 2) if ref.frames > 1 else 1
+    return 1
+
+
+def routes(svc: Service) -> list[Route]:
+    s, se, i = "/studies/{study}", "/series/{series}", "/instances/{instance}"
+    inst = ROOT + s + se + i
+    table: list[tuple[str, Any]] = [
+        ("/studies", search(svc, "study")),
+        ("/series", search(svc, "series")),
+        ("/instances", search(svc, "instance")),
+        (s + "/series", search(svc, "series")),
+        (s + "/instances", search(svc, "instance")),
+        (s + se + "/instances", search(svc, "instance")),
+        (s, retrieve(svc)), (s + se, retrieve(svc)), (s + se + i, retrieve(svc)),
+        (s + "/metadata", retrieve_metadata(svc)), (s + se + "/metadata", retrieve_metadata(svc)),
+        (s + se + i + "/metadata", retrieve_metadata(svc)),
+        (s + se + i + "/frames/{frames}", frames(svc)),
+        (s + se + i + "/frames/{frames}/rendered", rendered(svc)),
+        (s + se + i + "/rendered", rendered(svc)),
+        (s + se + i + "/frames/{frames}/thumbnail", rendered(svc, thumbnail=True)),
+        (s + se + i + "/thumbnail", rendered(svc, thumbnail=True)),
+        (s + se + "/thumbnail", rendered(svc, thumbnail=True)),
+        (s + "/thumbnail", rendered(svc, thumbnail=True)),
+        (s + se + i + "/bulkdata/{path:path}", bulkdata(svc)),
+    ]
+    del inst
+    return [Route(ROOT + path, endpoint, methods=["GET", "HEAD"]) for path, endpoint in table]
+
+
+def not_found(what: str) -> NotFoundError:
+    return NotFoundError(what)
