@@ -31,6 +31,10 @@ def serve_command(
         list[str] | None, typer.Option("--cors-origin", help="Allowed browser origin "
                                        "(repeatable; default: same origin only).")
     ] = None,
+    public_url: Annotated[
+        str | None, typer.Option("--public-url", help="External URL behind a reverse proxy "
+                                 "(used in RetrieveURL and BulkDataURI values).")
+    ] = None,
     max_limit: Annotated[int, typer.Option("--max-limit", min=1, help="QIDO page cap.")] = 1000,
     refresh: Annotated[
         float, typer.Option("--refresh", min=0.0, help="Seconds between checks for a new "
@@ -47,6 +51,7 @@ def serve_command(
     def call() -> None:
         config = ServeConfig(dest=dest, host=host, port=port, viewer=viewer,
                              state_dir=state_dir, cors_origins=tuple(cors_origin or ()),
+                             public_url=public_url,
                              auth=auth_from_env(), refresh_seconds=refresh,
                              limits=Limits(max_limit=max_limit))
         serve(config)

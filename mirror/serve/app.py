@@ -35,7 +35,7 @@ def build_service(store: Store, config: ServeConfig) -> Service:
         return withdrawn_series(config.dest, config.state_dir)
 
     snapshots = Snapshots(store, refresh=config.refresh_seconds, exclude=exclude)
-    return Service(snapshots, Files(store), config.limits)
+    return Service(snapshots, Files(store), config.limits, public_url=config.public_url)
 
 
 def create_app(service: Service, config: ServeConfig) -> Starlette:

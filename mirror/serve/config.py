@@ -52,6 +52,7 @@ class ServeConfig:
     viewer: str | None = None  # a prebuilt OHIF ``dist/`` folder hosted on the same origin
     state_dir: str | None = None  # sync ledger: its withdrawn tombstones stay hidden
     cors_origins: tuple[str, ...] = ()
+    public_url: str | None = None  # e.g. https://mirror.example.org behind a reverse proxy
     auth: AuthConfig | None = None
     refresh_seconds: float = 5.0  # how often LATEST is re-read to pick up a new snapshot
     limits: Limits = Limits()
@@ -59,6 +60,8 @@ class ServeConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise UsageError("--port must be between 0 and 65535")
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise UsageError("--public-url must start with http:// or https://")
         if self.refresh_seconds < 0:
             raise UsageError("refresh interval must be >= 0")
 

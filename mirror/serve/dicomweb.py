@@ -39,8 +39,31 @@ class Service:
     pixel_cache: Lru[tuple[str, str], pixels.PixelInfo] = field(
         default_factory=lambda: Lru(16384))
 
+    public_url: str | None = None
+
     def base_url(self, request: Request) -> str:
-        return str(request.base_url).rstrip("/") + ROOT
+        """Absolute ``/dicomweb`` URL for RetrieveURL and BulkDataURI values."""
+        if self.public_url:
+            return self.public_url.rstrip("/") + ROOT
+        return origin(request) + ROOT
+
+
+def origin(request: Request) -> str:
+    """``scheme://host[:port]`` as the client addressed this server.
+
+    dicomweb-client sends ``Host`` without the port; when no proxy forwarded the request, the
+    port the connection arrived on is the one to hand back.
+    """
+    scheme, host = request.url.scheme, request.headers.get("host", "")
+    server = request.scope.get("server") or ("127.0.0.1", 80)
+    forwarded = any(h in request.headers for h in ("x-forwarded-for", "x-forwarded-proto",
+                                                   "x-forwarded-host", "forwarded"))
+    if not host:
+        host = f"{server[0]}:{server[1]}"
+    elif ":" not in host.rsplit("]", 1)[-1] and not forwarded \
+            and server[1] != (443 if scheme == "https" else 80):
+        host = f"{host}:{server[1]}"
+    return f"{scheme}://{host}"
 
 
 def _uids(request: Request) -> tuple[str | None, str | None, str | None]:
