@@ -118,8 +118,10 @@ def retrieve(svc: Service) -> Any:
         view = svc.snapshots.current()
         refs = find_instances(view, *_uids(request))
         accept.choose_instances(_ranges(request), [r.transfer_syntax for r in refs])
+        folders = {r.series_path for r in refs}
         for ref in refs:  # 404 before the first byte, not halfway through the stream
-            svc.files.check(ref, view.snapshot_id)
+            svc.files.check(ref, view.snapshot_id, fresh=ref.series_path in folders)
+            folders.discard(ref.series_path)
         boundary = multipart.new_boundary()
         parts = ((accept.DICOM, r.transfer_syntax or None, svc.files.chunks(r, view.snapshot_id))
                  for r in refs)
@@ -195,9 +197,10 @@ def _pixel_info(svc: Service, view: IndexView, ref: InstanceRef) -> pixels.Pixel
 
 def frames(svc: Service) -> Any:
     def endpoint(request: Request) -> Response:
-        view = svc.snapshots.current()
-        ref = find_instances(view, *_uids(request))[0]
+        uids = _uids(request)
         numbers = pixels.parse_frame_list(request.path_params["frames"], svc.limits.max_frames)
+        view = svc.snapshots.current()
+        ref = find_instances(view, *uids)[0]
         info = _pixel_info(svc, view, ref)
         pixels.check_frames(numbers, info)
         choice = accept.choose_frame(_ranges(request), accept.frame_offers(

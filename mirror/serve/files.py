@@ -43,16 +43,20 @@ class Lru(Generic[K, V]):
     def __init__(self, size: int) -> None:
         self._size, self._data, self._lock = size, OrderedDict[K, V](), threading.Lock()
 
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
+
     def get_or(self, key: K, make: Callable[[], V]) -> V:
         with self._lock:
             if key in self._data:
                 self._data.move_to_end(key)
                 return self._data[key]
         value = make()  # outside the lock: two threads may both build, both are correct
-        with self._lock:
-            self._data[key] = value
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
+        self.put(key, value)
         return value
 
 
@@ -95,12 +99,18 @@ class Files:
         self.store = store
         self._names: Lru[tuple[str, str], frozenset[str]] = Lru(cache_size)
 
-    def check(self, ref: InstanceRef, snapshot_id: str) -> str:
-        """The store key of ``ref`` if it is a committed file; else :class:`NotFoundError`."""
+    def check(self, ref: InstanceRef, snapshot_id: str, *, fresh: bool = False) -> str:
+        """The store key of ``ref`` if it is a committed file; else :class:`NotFoundError`.
+
+        The commit marker is cached per snapshot for the small, frequent requests (frames,
+        metadata); ``fresh`` re-reads it, for streams that must not break halfway.
+        """
         key = check_key(ref.file_path)
         folder, _, name = key.rpartition("/")
         if key.split("/", 1)[0] in RESERVED_PREFIXES or folder != ref.series_path:
             raise NotFoundError(f"instance {ref.sop} is not in a committed series folder")
+        if fresh:
+            self._names.put((snapshot_id, folder), self._committed(folder))
         names = self._names.get_or((snapshot_id, folder), lambda: self._committed(folder))
         if name not in names:
             raise NotFoundError(f"instance {ref.sop} is not in a committed series")
