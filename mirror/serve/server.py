@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -59,10 +60,15 @@ def serve_forever(store: Store, config: ServeConfig) -> None:
     sock = bind(config.host, config.port)
     log.info("serving %s on http://%s:%d/ (DICOMweb at /dicomweb)", store.url, config.host,
              sock.getsockname()[1])
+    # uvicorn stops gracefully on SIGTERM and then re-raises it to the previous handler;
+    # a no-op there makes a requested stop exit 0 (SIGINT still ends as interrupted, 130).
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
     try:
         server.run(sockets=[sock])
     finally:
+        signal.signal(signal.SIGTERM, previous)
         sock.close()
+    log.info("stopped serving %s", store.url)
 
 
 @contextlib.contextmanager
