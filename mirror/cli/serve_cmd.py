@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve_command)
 
 
-def serve_command(
+def serve_command(  # noqa: PLR0917 - one parameter per CLI option
     dest: Annotated[str, typer.Option("--dest", help="Mirror destination (folder, s3://...).")],
     host: Annotated[str, typer.Option("--host", help="Address to bind (default: loopback "
                                       "only; put a TLS reverse proxy in front to expose).")]

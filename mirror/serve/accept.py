@@ -73,7 +73,9 @@ def parse_accept(header: str | None) -> list[MediaRange]:
 
 def _split(header: str) -> list[str]:
     """Split on commas outside quoted strings."""
-    items, current, quoted = [], [], False
+    items: list[str] = []
+    current: list[str] = []
+    quoted = False
     for ch in header:
         if ch == '"':
             quoted = not quoted

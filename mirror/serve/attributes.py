@@ -26,45 +26,41 @@ class Attribute:
     required: bool = False  # returned even when not asked for (PS3.18 Table 10.6.3-3..5)
 
 
-def _a(tag: str, keyword: str, vr: str, level: Level, column: str | None, match: Match,
-       required: bool = False) -> Attribute:
-    return Attribute(tag, keyword, vr, level, column, match, required)
-
-
+_A = Attribute
 ATTRIBUTES: tuple[Attribute, ...] = (
-    _a("00080020", "StudyDate", "DA", "study", "StudyDate", "date", True),
-    _a("00080030", "StudyTime", "TM", "study", "StudyTime", "time", True),
-    _a("00080050", "AccessionNumber", "SH", "study", "AccessionNumber", "text", True),
-    _a("00080056", "InstanceAvailability", "CS", "study", None, "none", True),
-    _a("00080061", "ModalitiesInStudy", "CS", "study", "ModalitiesInStudy", "list", True),
-    _a("00080090", "ReferringPhysicianName", "PN", "study", None, "none", True),
-    _a("00081030", "StudyDescription", "LO", "study", "StudyDescription", "text"),
-    _a("00081190", "RetrieveURL", "UR", "study", None, "none", True),
-    _a("00100010", "PatientName", "PN", "study", "PatientName", "text", True),
-    _a("00100020", "PatientID", "LO", "study", "PatientID", "text", True),
-    _a("00100030", "PatientBirthDate", "DA", "study", "PatientBirthDate", "date", True),
-    _a("00100040", "PatientSex", "CS", "study", "PatientSex", "text", True),
-    _a("00101010", "PatientAge", "AS", "study", "PatientAge", "text"),
-    _a("0020000D", "StudyInstanceUID", "UI", "study", "StudyInstanceUID", "uid", True),
-    _a("00200010", "StudyID", "SH", "study", "StudyID", "text", True),
-    _a("00201206", "NumberOfStudyRelatedSeries", "IS", "study", "n_series", "int", True),
-    _a("00201208", "NumberOfStudyRelatedInstances", "IS", "study", "n_instances", "int", True),
-    _a("00080021", "SeriesDate", "DA", "series", "SeriesDate", "date"),
-    _a("00080031", "SeriesTime", "TM", "series", "SeriesTime", "time"),
-    _a("00080060", "Modality", "CS", "series", "Modality", "text", True),
-    _a("00080070", "Manufacturer", "LO", "series", "Manufacturer", "text"),
-    _a("0008103E", "SeriesDescription", "LO", "series", "SeriesDescription", "text", True),
-    _a("00180015", "BodyPartExamined", "CS", "series", "BodyPartExamined", "text"),
-    _a("0020000E", "SeriesInstanceUID", "UI", "series", "SeriesInstanceUID", "uid", True),
-    _a("00200011", "SeriesNumber", "IS", "series", "SeriesNumber", "int", True),
-    _a("00201209", "NumberOfSeriesRelatedInstances", "IS", "series", "n_instances", "int", True),
-    _a("00080016", "SOPClassUID", "UI", "instance", "SOPClassUID", "uid", True),
-    _a("00080018", "SOPInstanceUID", "UI", "instance", "SOPInstanceUID", "uid", True),
-    _a("00200013", "InstanceNumber", "IS", "instance", "InstanceNumber", "int", True),
-    _a("00280008", "NumberOfFrames", "IS", "instance", "NumberOfFrames", "int", True),
-    _a("00280010", "Rows", "US", "instance", "Rows", "int", True),
-    _a("00280011", "Columns", "US", "instance", "Columns", "int", True),
-    _a("00280100", "BitsAllocated", "US", "instance", "BitsAllocated", "int", True),
+    _A("00080020", "StudyDate", "DA", "study", "StudyDate", "date", True),
+    _A("00080030", "StudyTime", "TM", "study", "StudyTime", "time", True),
+    _A("00080050", "AccessionNumber", "SH", "study", "AccessionNumber", "text", True),
+    _A("00080056", "InstanceAvailability", "CS", "study", None, "none", True),
+    _A("00080061", "ModalitiesInStudy", "CS", "study", "ModalitiesInStudy", "list", True),
+    _A("00080090", "ReferringPhysicianName", "PN", "study", None, "none", True),
+    _A("00081030", "StudyDescription", "LO", "study", "StudyDescription", "text"),
+    _A("00081190", "RetrieveURL", "UR", "study", None, "none", True),
+    _A("00100010", "PatientName", "PN", "study", "PatientName", "text", True),
+    _A("00100020", "PatientID", "LO", "study", "PatientID", "text", True),
+    _A("00100030", "PatientBirthDate", "DA", "study", "PatientBirthDate", "date", True),
+    _A("00100040", "PatientSex", "CS", "study", "PatientSex", "text", True),
+    _A("00101010", "PatientAge", "AS", "study", "PatientAge", "text"),
+    _A("0020000D", "StudyInstanceUID", "UI", "study", "StudyInstanceUID", "uid", True),
+    _A("00200010", "StudyID", "SH", "study", "StudyID", "text", True),
+    _A("00201206", "NumberOfStudyRelatedSeries", "IS", "study", "n_series", "int", True),
+    _A("00201208", "NumberOfStudyRelatedInstances", "IS", "study", "n_instances", "int", True),
+    _A("00080021", "SeriesDate", "DA", "series", "SeriesDate", "date"),
+    _A("00080031", "SeriesTime", "TM", "series", "SeriesTime", "time"),
+    _A("00080060", "Modality", "CS", "series", "Modality", "text", True),
+    _A("00080070", "Manufacturer", "LO", "series", "Manufacturer", "text"),
+    _A("0008103E", "SeriesDescription", "LO", "series", "SeriesDescription", "text", True),
+    _A("00180015", "BodyPartExamined", "CS", "series", "BodyPartExamined", "text"),
+    _A("0020000E", "SeriesInstanceUID", "UI", "series", "SeriesInstanceUID", "uid", True),
+    _A("00200011", "SeriesNumber", "IS", "series", "SeriesNumber", "int", True),
+    _A("00201209", "NumberOfSeriesRelatedInstances", "IS", "series", "n_instances", "int", True),
+    _A("00080016", "SOPClassUID", "UI", "instance", "SOPClassUID", "uid", True),
+    _A("00080018", "SOPInstanceUID", "UI", "instance", "SOPInstanceUID", "uid", True),
+    _A("00200013", "InstanceNumber", "IS", "instance", "InstanceNumber", "int", True),
+    _A("00280008", "NumberOfFrames", "IS", "instance", "NumberOfFrames", "int", True),
+    _A("00280010", "Rows", "US", "instance", "Rows", "int", True),
+    _A("00280011", "Columns", "US", "instance", "Columns", "int", True),
+    _A("00280100", "BitsAllocated", "US", "instance", "BitsAllocated", "int", True),
 )
 
 BY_KEY: dict[str, Attribute] = {
@@ -89,7 +85,7 @@ def element(attr: Attribute, value: Any) -> dict[str, Any]:
 
 
 def _values(vr: str, value: Any) -> list[Any]:
-    if value is None or value == "" or value == []:
+    if value is None or value in ("", []):
         return []
     items = value if isinstance(value, list) else [value]
     items = [v for v in items if v is not None and v != ""]

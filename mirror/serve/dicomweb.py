@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from mirror.errors import NotFoundError, TooLarge
+from mirror.errors import NotAcceptable, TooLarge
 from mirror.serve import accept, metadata, multipart, pixels
 from mirror.serve.attributes import Level
 from mirror.serve.config import Limits
@@ -66,10 +66,11 @@ def origin(request: Request) -> str:
     return f"{scheme}://{host}"
 
 
-def _uids(request: Request) -> tuple[str | None, str | None, str | None]:
+def _uids(request: Request) -> tuple[str, str | None, str | None]:
+    """The (validated) UIDs of a retrieve path; every retrieve path names a study."""
     p = request.path_params
-    return tuple(  # type: ignore[return-value]
-        check_uid(p[k], k) if k in p else None for k in ("study", "series", "instance"))
+    series, instance = (check_uid(p[k], k) if k in p else None for k in ("series", "instance"))
+    return check_uid(p["study"], "study"), series, instance
 
 
 def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -87,7 +88,8 @@ def _ranges(request: Request) -> list[accept.MediaRange]:
 def search(svc: Service, level: Level) -> Any:
     def endpoint(request: Request) -> Response:
         _check_json_accept(request)
-        study, series, _ = _uids(request)
+        study, series = (check_uid(request.path_params[k], k) if k in request.path_params
+                         else None for k in ("study", "series"))
         query = parse_search(level, request.query_params.multi_items(), study=study,
                              series=series, max_limit=svc.limits.max_limit)
         page = run_search(svc.snapshots.current(), query, svc.base_url(request))
@@ -107,7 +109,7 @@ def _check_json_accept(request: Request) -> None:
     ranges = _ranges(request)
     if not any(accept.media_matches(r.part, DICOM_JSON) or r.part == "application/json"
                for r in ranges):
-        raise accept.NotAcceptable("searches answer application/dicom+json only")
+        raise NotAcceptable("searches answer application/dicom+json only")
 
 
 # --- WADO-RS: instances, metadata, bulk data ----------------------------------------------
@@ -260,7 +262,6 @@ def _frame_number(request: Request, ref: InstanceRef, svc: Service) -> int:
 
 def routes(svc: Service) -> list[Route]:
     s, se, i = "/studies/{study}", "/series/{series}", "/instances/{instance}"
-    inst = ROOT + s + se + i
     table: list[tuple[str, Any]] = [
         ("/studies", search(svc, "study")),
         ("/series", search(svc, "series")),
@@ -280,9 +281,4 @@ def routes(svc: Service) -> list[Route]:
         (s + "/thumbnail", rendered(svc, thumbnail=True)),
         (s + se + i + "/bulkdata/{path:path}", bulkdata(svc)),
     ]
-    del inst
     return [Route(ROOT + path, endpoint, methods=["GET", "HEAD"]) for path, endpoint in table]
-
-
-def not_found(what: str) -> NotFoundError:
-    return NotFoundError(what)

@@ -32,7 +32,8 @@ _OPEN_PATHS = ("/healthz",)
 
 
 def request_id(scope: Scope) -> str:
-    return str(scope.get("state", {}).get("request_id", "-"))
+    state: dict[str, Any] = scope.get("state", {})
+    return str(state.get("request_id", "-"))
 
 
 class Guard:
@@ -65,7 +66,7 @@ class Guard:
     def _request_id(scope: Scope) -> str:
         for name, value in scope.get("headers", ()):
             if name == b"x-request-id":
-                text = value.decode("latin-1")
+                text = str(value.decode("latin-1"))
                 if _REQUEST_ID.fullmatch(text):
                     return text
         return uuid.uuid4().hex[:16]
@@ -84,11 +85,15 @@ class Guard:
             return 400, f"more than {self.limits.max_params} query parameters", {}
         if _has_body(scope):
             return 413, "requests must not carry a body", {}
-        if self.auth is not None and method != "OPTIONS" and path not in _OPEN_PATHS \
-                and not _authorised(self.auth, scope):
-            challenge = 'Basic realm="mirror"' if self.auth.kind == "basic" else "Bearer"
-            return 401, "authentication required", {"WWW-Authenticate": challenge}
-        return None
+        return self._challenge(scope)
+
+    def _challenge(self, scope: Scope) -> tuple[int, str, dict[str, str]] | None:
+        if self.auth is None or scope["method"] == "OPTIONS" or scope["path"] in _OPEN_PATHS:
+            return None
+        if _authorised(self.auth, scope):
+            return None
+        challenge = 'Basic realm="mirror"' if self.auth.kind == "basic" else "Bearer"
+        return 401, "authentication required", {"WWW-Authenticate": challenge}
 
 
 def _traversal(path: str, raw: str) -> bool:

@@ -7,7 +7,6 @@ request for a native copy of compressed data, or a rendered image, decodes pixel
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -15,7 +14,6 @@ from mirror.errors import BadRequest, NotAcceptable, NotFoundError
 from mirror.serve.accept import EVRBE, NATIVE_TS
 
 PIXEL_DATA = 0x7FE00010
-FLOAT_PIXEL_DATA = (0x7FE00008, 0x7FE00009)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +43,7 @@ def pixel_info(fh: BinaryIO) -> PixelInfo:
     ds = pydicom.dcmread(fh, defer_size=256)
     if PIXEL_DATA not in ds:
         raise NotFoundError("the instance has no pixel data")
-    raw = ds.get_item(PIXEL_DATA, keep_deferred=True)
+    raw: Any = ds.get_item(PIXEL_DATA, keep_deferred=True)
     ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
     if ts == "1.2.840.10008.1.2.1.99":  # deflated: offsets refer to the inflated stream
         raise NotAcceptable("frames of deflated files are not supported")
@@ -94,7 +92,7 @@ def _bit_frame(fh: BinaryIO, info: PixelInfo, number: int) -> bytes:
 
 def decoded_frame(fh: BinaryIO, number: int) -> Any:
     """Frame ``number`` decoded to a numpy array (compressed data goes through pydicom)."""
-    from pydicom.pixels import pixel_array
+    from pydicom.pixels.utils import pixel_array
 
     fh.seek(0)
     try:
@@ -115,8 +113,8 @@ def parse_frame_list(text: str, max_frames: int) -> list[int]:
     if len(parts) > max_frames:
         raise BadRequest(f"at most {max_frames} frames per request")
     numbers = []
-    for part in parts:
-        part = part.strip()
+    for raw in parts:
+        part = raw.strip()
         if not part.isdigit() or len(part) > 9 or int(part) < 1:
             raise BadRequest(f"malformed frame number: {part[:20]!r}")
         numbers.append(int(part))
@@ -128,7 +126,3 @@ def header(fh: BinaryIO) -> Any:
 
     fh.seek(0)
     return pydicom.dcmread(fh, stop_before_pixels=True)
-
-
-def read_all(fh: BinaryIO) -> io.BytesIO:
-    return io.BytesIO(fh.read())

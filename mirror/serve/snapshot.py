@@ -82,7 +82,8 @@ class IndexView:
     con: Any  # duckdb.DuckDBPyConnection (typed loosely: duckdb ships no stubs for mypy)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        return self.con.cursor()
+        cur: duckdb.DuckDBPyConnection = self.con.cursor()
+        return cur
 
     def rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         """Run ``sql`` with bound ``params`` on a fresh cursor; rows as dicts."""

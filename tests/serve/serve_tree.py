@@ -16,11 +16,11 @@ from pydicom.uid import generate_uid
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "index"))
 
-from index_tree import SeriesSpec, commit_series  # noqa: E402
+from index_tree import SeriesSpec, commit_series
 
-from mirror.index.build import build_index  # noqa: E402
-from mirror.layout import SeriesSidecar  # noqa: E402
-from mirror.storage.port import Store  # noqa: E402
+from mirror.index.build import build_index
+from mirror.layout import SeriesSidecar
+from mirror.storage.port import Store
 
 
 def uid(seed: str) -> str:
