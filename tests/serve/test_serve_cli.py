@@ -72,3 +72,14 @@ def test_catalogue_pages(server, tree):
     assert cine.status_code == 200 and cine.text.count("/rendered?viewport=") >= 5
     assert httpx.get(server.base_url + "/collections/nope").status_code == 404
     assert httpx.get(server.base_url + "/cine/1.2/x").status_code == 400
+
+
+def test_listening_socket_is_tcp_so_answers_are_not_delayed():
+    """asyncio sets TCP_NODELAY on accepted connections only for IPPROTO_TCP listeners;
+    without it every two-write answer waited ~40 ms for the client's delayed ACK."""
+    import socket
+
+    from mirror.serve.server import bind
+
+    with bind("127.0.0.1", 0) as sock:
+        assert sock.proto == socket.IPPROTO_TCP
