@@ -22,7 +22,7 @@ from mirror.serve.attributes import Level
 from mirror.serve.config import Limits
 from mirror.serve.files import Files, InstanceRef, Lru, find_instances
 from mirror.serve.qido import check_uid, parse_search, run_search
-from mirror.serve.render import parse_render, render
+from mirror.serve.render import RenderParams, parse_render, render
 from mirror.serve.snapshot import IndexView, Snapshots
 
 log = logging.getLogger(__name__)
@@ -232,26 +232,38 @@ def _frames_response(svc: Service, view: IndexView, ref: InstanceRef, numbers: l
 
 
 def rendered(svc: Service, *, thumbnail: bool = False) -> Any:
+    """Rendered instance/frame, thumbnails, and rendered series/study (one image per part)."""
     def endpoint(request: Request) -> Response:
         view = svc.snapshots.current()
         refs = find_instances(view, *_uids(request))
-        ref = refs[len(refs) // 2]  # study/series: the middle instance stands for them
-        number = _frame_number(request, ref, svc)
         media = accept.choose_image(_ranges(request))
         params = parse_render(request.query_params, media,
                               max_side=svc.limits.max_viewport, thumbnail=thumbnail)
-        info = _pixel_info(svc, view, ref)
-        if info.frame_bits // 8 > svc.limits.max_pixels:
-            raise TooLarge("the frame is too large to render")
-        pixels.check_frames([number], info)
-        with svc.files.open(ref, view.snapshot_id) as fh:
-            frame = pixels.decoded_frame(fh, number)
-            body = render(frame, pixels.header(fh), params)
+        if not thumbnail and "instance" not in request.path_params:
+            if len(refs) > svc.limits.max_frames:
+                raise TooLarge(f"{len(refs)} instances: render at most "
+                               f"{svc.limits.max_frames} at once (ask per series)")
+            boundary = multipart.new_boundary()
+            parts = ((media, None, [_render(svc, view, r, 1, params)]) for r in refs)
+            return StreamingResponse(multipart.stream(boundary, parts),
+                                     media_type=multipart.content_type(media, boundary))
+        ref = refs[len(refs) // 2]  # a study/series thumbnail: its middle instance
+        body = _render(svc, view, ref, _frame_number(request, ref), params)
         return Response(body, media_type=media, headers={"Cache-Control": "max-age=3600"})
     return endpoint
 
 
-def _frame_number(request: Request, ref: InstanceRef, svc: Service) -> int:
+def _render(svc: Service, view: IndexView, ref: InstanceRef, number: int,
+            params: RenderParams) -> bytes:
+    info = _pixel_info(svc, view, ref)
+    if info.frame_bits // 8 > svc.limits.max_pixels:
+        raise TooLarge("the frame is too large to render")
+    pixels.check_frames([number], info)
+    with svc.files.open(ref, view.snapshot_id) as fh:
+        return render(pixels.decoded_frame(fh, number), pixels.header(fh), params)
+
+
+def _frame_number(request: Request, ref: InstanceRef) -> int:
     if "frames" in request.path_params:
         numbers = pixels.parse_frame_list(request.path_params["frames"], 1)
         return numbers[0]
@@ -275,6 +287,7 @@ def routes(svc: Service) -> list[Route]:
         (s + se + i + "/frames/{frames}", frames(svc)),
         (s + se + i + "/frames/{frames}/rendered", rendered(svc)),
         (s + se + i + "/rendered", rendered(svc)),
+        (s + se + "/rendered", rendered(svc)), (s + "/rendered", rendered(svc)),
         (s + se + i + "/frames/{frames}/thumbnail", rendered(svc, thumbnail=True)),
         (s + se + i + "/thumbnail", rendered(svc, thumbnail=True)),
         (s + se + "/thumbnail", rendered(svc, thumbnail=True)),

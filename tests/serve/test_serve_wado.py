@@ -255,3 +255,13 @@ def test_bad_rendering_parameters(base, tree, query):
     s, se, i = ids(tree, "ct")
     r = httpx.get(url(base, s, se, i) + f"/rendered?{query}", headers={"Accept": "image/jpeg"})
     assert r.status_code in (400, 413), query
+
+
+def test_rendered_series_is_one_image_per_instance(base, tree):
+    s, se, _ = ids(tree, "ct")
+    r = httpx.get(f"{base}/studies/{s}/series/{se}/rendered?viewport=32,32",
+                  headers={"Accept": "image/png"})
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith('multipart/related; type="image/png"')
+    images = [Image.open(io.BytesIO(data)) for _, data in parts(r)]
+    assert len(images) == 5 and all(i.format == "PNG" and i.size == (32, 32) for i in images)
