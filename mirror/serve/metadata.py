@@ -52,14 +52,24 @@ def _has_pixels(ds: Any, fh: BinaryIO) -> bool:
 
 
 def _bulk_paths(ds: Any, prefix: str = "") -> dict[int, str]:
-    """``id(element) -> path`` for every element, so nested bulk URIs can be resolved."""
+    """``id(element) -> path`` for elements inside sequences, so nested BulkDataURIs resolve.
+
+    Top-level elements need no entry (their path is their tag); walking only into sequences
+    leaves the other raw elements to be converted once, by ``to_json_dict``.
+    """
     paths: dict[int, str] = {}
-    for elem in ds:
-        path = f"{prefix}{elem.tag:08X}"
-        paths[id(elem)] = path
-        if elem.VR == "SQ":
-            for index, item in enumerate(elem.value):
-                paths.update(_bulk_paths(item, f"{path}/{index}/"))
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        if raw is None or raw.VR not in ("SQ", None):
+            continue
+        elem = ds[tag]  # implicit VR: converting is the only way to learn it is a sequence
+        if elem.VR != "SQ":
+            continue
+        for index, item in enumerate(elem.value):
+            here = f"{prefix}{elem.tag:08X}/{index}/"
+            for inner in item:
+                paths[id(inner)] = f"{here}{inner.tag:08X}"
+            paths.update(_bulk_paths(item, here))
     return paths
 
 

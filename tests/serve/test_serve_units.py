@@ -1,0 +1,58 @@
+"""Pure pieces of the server: nested BulkDataURIs, Accept negotiation, non-finite numbers."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from mirror.errors import NotAcceptable
+from mirror.serve import accept
+from mirror.serve.metadata import bulk_value, dumps, instance_json
+
+
+def test_nested_bulk_data_uri_resolves_to_the_nested_value():
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    item = Dataset()
+    item.add_new(0x00091010, "OB", b"\x01" * 2000)
+    ds.add_new(0x00091011, "SQ", Sequence([item]))
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    body = json.loads(instance_json(io.BytesIO(out.getvalue()), "U"))
+    uri = body["00091011"]["Value"][0]["00091010"]["BulkDataURI"]
+    assert uri == "U/bulkdata/00091011/0/00091010"
+    assert bulk_value(io.BytesIO(out.getvalue()), uri.split("/bulkdata/")[1]) == b"\x01" * 2000
+    assert body["7FE00010"]["BulkDataURI"] == "U/bulkdata/7FE00010"
+
+
+def test_non_finite_numbers_become_strings():
+    assert json.loads(dumps([{"x": {"vr": "DS", "Value": [float("nan"), 1.5]}}])) == \
+        [{"x": {"vr": "DS", "Value": ["nan", 1.5]}}]
+
+
+@pytest.mark.parametrize(("header", "stored", "want"), [
+    ('multipart/related; type="application/octet-stream"; transfer-syntax=*',
+     "1.2.840.10008.1.2.4.90", ("image/jp2", "1.2.840.10008.1.2.4.90")),
+    ("multipart/related; type=application/octet-stream",
+     "1.2.840.10008.1.2.4.90", ("application/octet-stream", "1.2.840.10008.1.2.1")),
+    ('multipart/related; type="*/*"', "1.2.840.10008.1.2.5",
+     ("image/dicom-rle", "1.2.840.10008.1.2.5")),
+    (None, "1.2.840.10008.1.2", ("application/octet-stream", "1.2.840.10008.1.2.1")),
+    ('multipart/related; type="image/jls"; q=0.5, multipart/related; '
+     'type="image/jp2"', "1.2.840.10008.1.2.4.90", ("image/jp2", "1.2.840.10008.1.2.4.90")),
+])
+def test_frame_negotiation(header, stored, want):
+    ranges = accept.parse_accept(header)
+    choice = accept.choose_frame(ranges, accept.frame_offers(stored, decodable=True))
+    assert (choice.media, choice.transfer_syntax) == want
+
+
+def test_frame_negotiation_refuses_what_it_cannot_make():
+    ranges = accept.parse_accept('multipart/related; type="image/jls"')
+    with pytest.raises(NotAcceptable):
+        accept.choose_frame(ranges, accept.frame_offers("1.2.840.10008.1.2.1", decodable=True))
