@@ -13,6 +13,7 @@ import re
 from typing import Any, BinaryIO
 
 from mirror.errors import BadRequest, NotFoundError
+from mirror.serve.fastjson import dataset_json
 
 BULK_THRESHOLD = 1024  # pydicom moves values longer than (1024 // 4) * 3 = 768 bytes
 _PATH_RE = re.compile(r"[0-9A-Fa-f]{8}(/[0-9]{1,6}/[0-9A-Fa-f]{8}){0,8}")
@@ -29,7 +30,9 @@ def instance_json(fh: BinaryIO, instance_url: str) -> bytes:
     def bulk_uri(elem: Any) -> str:
         return f"{instance_url}/bulkdata/{paths.get(id(elem), f'{elem.tag:08X}')}"
 
-    body = ds.to_json_dict(BULK_THRESHOLD, bulk_uri, suppress_invalid_tags=True)
+    # Not to_json_dict(suppress_invalid_tags=True): that flips pydicom's global validation
+    # mode per call, which races between the threads answering requests.
+    body = dataset_json(ds, bulk_uri, BULK_THRESHOLD)
     if "00080005" in body:  # values were decoded; the JSON text is UTF-8
         body["00080005"] = {"vr": "CS", "Value": ["ISO_IR 192"]}
     if _has_pixels(ds, fh):
@@ -59,10 +62,9 @@ def _bulk_paths(ds: Any, prefix: str = "") -> dict[int, str]:
     """
     paths: dict[int, str] = {}
     for tag in list(ds.keys()):
-        raw = ds.get_item(tag)
-        if raw is None or raw.VR not in ("SQ", None):
+        if not _maybe_sequence(ds.get_item(tag)):
             continue
-        elem = ds[tag]  # implicit VR: converting is the only way to learn it is a sequence
+        elem = ds[tag]
         if elem.VR != "SQ":
             continue
         for index, item in enumerate(elem.value):
@@ -71,6 +73,21 @@ def _bulk_paths(ds: Any, prefix: str = "") -> dict[int, str]:
                 paths[id(inner)] = f"{here}{inner.tag:08X}"
             paths.update(_bulk_paths(item, here))
     return paths
+
+
+def _maybe_sequence(raw: Any) -> bool:
+    if raw is None:
+        return False
+    if raw.VR is not None:
+        return bool(raw.VR in ("SQ", "UN"))  # UN: pydicom may find a known SQ tag
+    if raw.length == 0xFFFFFFFF:
+        return True  # implicit VR, undefined length: only sequences are encoded so
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        return bool(dictionary_VR(raw.tag) == "SQ")
+    except KeyError:
+        return False
 
 
 def dumps(body: Any) -> bytes:

@@ -56,3 +56,31 @@ def test_frame_negotiation_refuses_what_it_cannot_make():
     ranges = accept.parse_accept('multipart/related; type="image/jls"')
     with pytest.raises(NotAcceptable):
         accept.choose_frame(ranges, accept.frame_offers("1.2.840.10008.1.2.1", decodable=True))
+
+
+def test_fast_json_equals_pydicom_on_its_test_files():
+    """Every element pydicom can encode comes out identical (pydicom drops invalid values
+    under suppress_invalid_tags; the server sends them as stored)."""
+    import warnings
+
+    from pydicom.data import get_testdata_files
+
+    from mirror.serve.fastjson import dataset_json
+
+    def handler(elem):
+        return f"U/{elem.tag:08X}"
+
+    checked = 0
+    for path in get_testdata_files("*.dcm"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ours = pydicom.dcmread(path, stop_before_pixels=True)
+                theirs = pydicom.dcmread(path, stop_before_pixels=True)
+                want = theirs.to_json_dict(1024, handler, suppress_invalid_tags=True)
+            except Exception:
+                continue
+            got = dataset_json(ours, handler, 1024)
+        assert {k: got.get(k) for k in want} == want, path
+        checked += 1
+    assert checked > 100
