@@ -34,8 +34,18 @@ def build_service(store: Store, config: ServeConfig) -> Service:
 
         return withdrawn_series(config.dest, config.state_dir)
 
+    _preload()
     snapshots = Snapshots(store, refresh=config.refresh_seconds, exclude=exclude)
     return Service(snapshots, Files(store), config.limits, public_url=config.public_url)
+
+
+def _preload() -> None:
+    """Import the DICOM and image stacks now, not inside the first viewer's request."""
+    import PIL.Image
+    import pydicom.encaps
+    import pydicom.pixels
+
+    del PIL.Image, pydicom.encaps, pydicom.pixels
 
 
 def create_app(service: Service, config: ServeConfig) -> Starlette:

@@ -32,20 +32,51 @@ class _Fallback(Exception):
     """This element needs pydicom's own conversion."""
 
 
-def dataset_json(ds: Any, bulk_uri: BulkUri, threshold: int) -> dict[str, Any]:
-    """DICOM JSON of ``ds`` (keys in tag order); elements pydicom cannot read are left out."""
+def dataset_json(ds: Any, bulk_uri: Callable[[str], str], threshold: int) -> dict[str, Any]:
+    """DICOM JSON of ``ds`` (keys in tag order); elements pydicom cannot read are left out.
+
+    ``bulk_uri(path)`` names a bulk value: ``"GGGGEEEE"`` at the top level, or
+    ``"GGGGEEEE/<item>/GGGGEEEE..."`` inside sequences (so every URI can be resolved again).
+    """
     codec = _codec(ds)
     out: dict[str, Any] = {}
+
+    def top(elem: Any) -> str:
+        return bulk_uri(f"{elem.tag:08X}")
+
     for tag in list(ds.keys()):
         raw = ds.get_item(tag)
         try:
-            out[f"{tag:08X}"] = _raw_json(raw, codec, bulk_uri, threshold)
+            out[f"{tag:08X}"] = _raw_json(raw, codec, top, threshold)
         except (_Fallback, ValueError, struct.error):
             try:
-                out[f"{tag:08X}"] = ds[tag].to_json_dict(bulk_uri, threshold)
+                elem = ds[tag]
+                out[f"{tag:08X}"] = elem.to_json_dict(_nested(elem, bulk_uri), threshold)
             except Exception as exc:  # an invalid value drops that element, as pydicom would
                 log.debug("element %08X left out of the metadata: %s", tag, exc)
     return out
+
+
+def _nested(elem: Any, bulk_uri: Callable[[str], str]) -> BulkUri:
+    """A pydicom bulk handler naming elements inside ``elem``'s items by their path."""
+    if elem.VR != "SQ":
+        return lambda e: bulk_uri(f"{e.tag:08X}")
+    paths = _paths(elem, "")
+
+    def handler(inner: Any) -> str:
+        return bulk_uri(paths.get(id(inner), f"{inner.tag:08X}"))
+    return handler
+
+
+def _paths(seq: Any, prefix: str) -> dict[int, str]:
+    paths: dict[int, str] = {}
+    for index, item in enumerate(seq.value):
+        here = f"{prefix}{seq.tag:08X}/{index}/"
+        for inner in item:
+            paths[id(inner)] = f"{here}{inner.tag:08X}"
+            if inner.VR == "SQ":
+                paths.update(_paths(inner, here))
+    return paths
 
 
 def _codec(ds: Any) -> str | None:

@@ -25,14 +25,9 @@ def instance_json(fh: BinaryIO, instance_url: str) -> bytes:
     import pydicom
 
     ds = pydicom.dcmread(fh, stop_before_pixels=True)
-    paths = _bulk_paths(ds)
-
-    def bulk_uri(elem: Any) -> str:
-        return f"{instance_url}/bulkdata/{paths.get(id(elem), f'{elem.tag:08X}')}"
-
     # Not to_json_dict(suppress_invalid_tags=True): that flips pydicom's global validation
     # mode per call, which races between the threads answering requests.
-    body = dataset_json(ds, bulk_uri, BULK_THRESHOLD)
+    body = dataset_json(ds, lambda path: f"{instance_url}/bulkdata/{path}", BULK_THRESHOLD)
     if "00080005" in body:  # values were decoded; the JSON text is UTF-8
         body["00080005"] = {"vr": "CS", "Value": ["ISO_IR 192"]}
     if _has_pixels(ds, fh):
@@ -52,42 +47,6 @@ def _has_pixels(ds: Any, fh: BinaryIO) -> bool:
     probe = fh.read(4)
     fh.seek(here)
     return probe == b"\xe0\x7f\x10\x00"
-
-
-def _bulk_paths(ds: Any, prefix: str = "") -> dict[int, str]:
-    """``id(element) -> path`` for elements inside sequences, so nested BulkDataURIs resolve.
-
-    Top-level elements need no entry (their path is their tag); walking only into sequences
-    leaves the other raw elements to be converted once, by ``to_json_dict``.
-    """
-    paths: dict[int, str] = {}
-    for tag in list(ds.keys()):
-        if not _maybe_sequence(ds.get_item(tag)):
-            continue
-        elem = ds[tag]
-        if elem.VR != "SQ":
-            continue
-        for index, item in enumerate(elem.value):
-            here = f"{prefix}{elem.tag:08X}/{index}/"
-            for inner in item:
-                paths[id(inner)] = f"{here}{inner.tag:08X}"
-            paths.update(_bulk_paths(item, here))
-    return paths
-
-
-def _maybe_sequence(raw: Any) -> bool:
-    if raw is None:
-        return False
-    if raw.VR is not None:
-        return bool(raw.VR in ("SQ", "UN"))  # UN: pydicom may find a known SQ tag
-    if raw.length == 0xFFFFFFFF:
-        return True  # implicit VR, undefined length: only sequences are encoded so
-    from pydicom.datadict import dictionary_VR
-
-    try:
-        return bool(dictionary_VR(raw.tag) == "SQ")
-    except KeyError:
-        return False
 
 
 def dumps(body: Any) -> bytes:

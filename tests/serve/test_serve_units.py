@@ -80,7 +80,7 @@ def test_fast_json_equals_pydicom_on_its_test_files():
                 want = theirs.to_json_dict(1024, handler, suppress_invalid_tags=True)
             except Exception:
                 continue
-            got = dataset_json(ours, handler, 1024)
+            got = dataset_json(ours, lambda path: "U/" + path.rsplit("/", 1)[-1], 1024)
         assert {k: got.get(k) for k in want} == want, path
         checked += 1
     assert checked > 100
