@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -67,7 +68,16 @@ def create_app(service: Service, config: ServeConfig) -> Starlette:
             allow_headers=["Accept", "Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["Warning", "X-Request-ID", "Content-Type"], max_age=600))
     return Starlette(routes=routes, middleware=middleware,
-                     exception_handlers={MirrorError: _refused})
+                     exception_handlers={MirrorError: _refused, HTTPException: _http_error})
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
+    """Router refusals (no such route, method not allowed) in the same JSON shape, logged."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    rid = request_id(request.scope)
+    log.warning("%s %s -> %d [request %s]", request.method, request.url.path[:200], status, rid)
+    return JSONResponse({"error": str(getattr(exc, "detail", exc)), "request_id": rid},
+                        status_code=status)
 
 
 def _refused(request: Request, exc: Exception) -> Response:

@@ -7,12 +7,13 @@ Every value is HTML-escaped (descriptions and patient IDs are free text from the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from html import escape
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from mirror.errors import BadRequest, NotFoundError
@@ -119,17 +120,24 @@ def zarr_object(svc: Service) -> Any:
     """Objects of converted OME-Zarr stores, for zarr-aware viewers (vizarr, neuroglancer)."""
     def endpoint(request: Request) -> Response:
         key = check_key(request.path_params["key"])
-        stores = {r["store_path"] for r in svc.snapshots.current().rows(
-            "SELECT DISTINCT store_path FROM vol")}
-        if not any(key.startswith(s.rstrip("/") + "/") for s in stores):
+        inside = svc.snapshots.current().rows(
+            "SELECT 1 FROM vol WHERE starts_with(?, store_path || '/') LIMIT 1", [key])
+        if not inside:
             raise NotFoundError("not an object of a converted volume")
         try:
-            data = svc.files.store.get_bytes(key)
+            fh = svc.files.store.open_read(key)
         except FileNotFoundError as exc:
             raise NotFoundError(f"no object {key}") from exc
         kind = "application/json" if key.endswith(".json") else "application/octet-stream"
-        return Response(data, media_type=kind)
+        return StreamingResponse(_chunks(fh), media_type=kind)
     return endpoint
+
+
+def _chunks(fh: BinaryIO) -> Iterator[bytes]:
+    """Shards can be large: stream them instead of reading them whole."""
+    with fh:
+        while chunk := fh.read(1 << 20):
+            yield chunk
 
 
 def routes(svc: Service, viewer: bool) -> list[Route]:

@@ -144,3 +144,9 @@ def test_no_cors_by_default(base):
 
 def test_binds_loopback_by_default():
     assert ServeConfig(dest="x").host == "127.0.0.1"
+
+
+def test_unknown_routes_answer_json_with_the_request_id(server, caplog):
+    r = httpx.get(server.base_url + "/no/such/route")
+    assert r.status_code == 404 and r.json()["request_id"] == r.headers["x-request-id"]
+    assert any(r.headers["x-request-id"] in rec.getMessage() for rec in caplog.records)

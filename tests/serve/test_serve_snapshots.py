@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import httpx
@@ -65,3 +66,23 @@ def test_s3_destination_served_the_same_way(make_s3_store):
         jpeg = client.retrieve_instance_rendered(ct.study.uid, ct.uid, sop,
                                                  media_types=("image/jpeg",))
         assert jpeg[:2] == b"\xff\xd8"
+
+
+def test_converted_volume_is_linked_and_served(tmp_path: Path):
+    from mirror.convert import convert_series
+
+    store = open_store(str(tmp_path / "dest"))
+    ct = series_defs()["ct"]
+    sidecar = commit(store, ct)
+    result = convert_series(store, sidecar, threads=1)
+    assert result.written_stacks == 1
+    build_index(store)
+    with serve_in_thread(store, ServeConfig(dest=store.url, port=0)) as run:
+        page = httpx.get(run.base_url + "/collections/tcga_luad").text
+        link = re.search(r"href='(/zarr/[^']+)'", page).group(1)
+        meta = httpx.get(run.base_url + link)
+        assert meta.status_code == 200 and meta.json()["zarr_format"] == 3
+        assert httpx.get(run.base_url + "/zarr/_index/LATEST").status_code == 404
+        key = next(k for k in store.list("_zarr/") if not k.endswith(".json"))
+        chunk = httpx.get(f"{run.base_url}/zarr/{key}")
+        assert chunk.status_code == 200 and chunk.content == store.get_bytes(key)
