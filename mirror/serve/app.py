@@ -42,11 +42,10 @@ def build_service(store: Store, config: ServeConfig) -> Service:
 
 def _preload() -> None:
     """Import the DICOM and image stacks now, not inside the first viewer's request."""
-    import PIL.Image
-    import pydicom.encaps
-    import pydicom.pixels
+    import importlib
 
-    del PIL.Image, pydicom.encaps, pydicom.pixels
+    for name in ("PIL.Image", "pydicom.encaps", "pydicom.pixels"):
+        importlib.import_module(name)
 
 
 def create_app(service: Service, config: ServeConfig) -> Starlette:
