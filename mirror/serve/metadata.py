@@ -7,14 +7,20 @@ also inside sequences. Non-finite DS/FD values are sent as strings (JSON has no 
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import math
 import re
 from typing import Any, BinaryIO
 
 from mirror.errors import BadRequest, NotFoundError
+from mirror.serve.accept import NATIVE_TS
 from mirror.serve.fastjson import dataset_json
 
+log = logging.getLogger(__name__)
+
+HEAD_BYTES = 64 * 1024
 BULK_THRESHOLD = 1024  # pydicom moves values longer than (1024 // 4) * 3 = 768 bytes
 _PATH_RE = re.compile(r"[0-9A-Fa-f]{8}(/[0-9]{1,6}/[0-9A-Fa-f]{8}){0,8}")
 PIXEL_TAG = "7FE00010"
@@ -22,21 +28,38 @@ PIXEL_TAG = "7FE00010"
 
 def instance_json(fh: BinaryIO, instance_url: str) -> bytes:
     """One instance's DICOM JSON object, serialised (UTF-8)."""
-    import pydicom
-
-    ds = pydicom.dcmread(fh, stop_before_pixels=True)
+    ds, fh = read_header(fh)
     # Not to_json_dict(suppress_invalid_tags=True): that flips pydicom's global validation
     # mode per call, which races between the threads answering requests.
     body = dataset_json(ds, lambda path: f"{instance_url}/bulkdata/{path}", BULK_THRESHOLD)
     if "00080005" in body:  # values were decoded; the JSON text is UTF-8
         body["00080005"] = {"vr": "CS", "Value": ["ISO_IR 192"]}
     if _has_pixels(ds, fh):
-        native = str(ds.file_meta.get("TransferSyntaxUID", "")).startswith(
-            ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")) or str(
-            ds.file_meta.get("TransferSyntaxUID", "")) == "1.2.840.10008.1.2"
+        native = str(ds.file_meta.get("TransferSyntaxUID", "")) in NATIVE_TS
         vr = "OW" if native and int(ds.get("BitsAllocated", 8)) > 8 else "OB"
         body[PIXEL_TAG] = {"vr": vr, "BulkDataURI": f"{instance_url}/bulkdata/{PIXEL_TAG}"}
     return dumps(dict(sorted(body.items())))
+
+
+def read_header(fh: BinaryIO) -> tuple[Any, BinaryIO]:
+    """The header (pixel data left unread) and the stream positioned where it stopped.
+
+    The first ``HEAD_BYTES`` are read in one call and parsed from memory: half the cost of
+    pydicom's many small reads on a file, and one request instead of many on S3. A header
+    longer than that is parsed again from the file.
+    """
+    import pydicom
+
+    head = fh.read(HEAD_BYTES)
+    buffer = io.BytesIO(head)
+    try:
+        ds = pydicom.dcmread(buffer, stop_before_pixels=True)
+        if buffer.tell() < len(head) - 8:
+            return ds, buffer
+    except Exception:  # cut inside an element: read it properly below
+        log.debug("header longer than %d bytes, reading the file", HEAD_BYTES)
+    fh.seek(0)
+    return pydicom.dcmread(fh, stop_before_pixels=True), fh
 
 
 def _has_pixels(ds: Any, fh: BinaryIO) -> bool:

@@ -84,3 +84,16 @@ def test_fast_json_equals_pydicom_on_its_test_files():
         assert {k: got.get(k) for k in want} == want, path
         checked += 1
     assert checked > 100
+
+
+def test_headers_longer_than_the_first_read_are_read_whole():
+    from mirror.serve.metadata import HEAD_BYTES
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.add_new(0x00291010, "OB", b"\x02" * (HEAD_BYTES + 1000))
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    body = json.loads(instance_json(io.BytesIO(out.getvalue()), "U"))
+    assert body["00291010"]["BulkDataURI"] == "U/bulkdata/00291010"
+    assert body["00280010"]["Value"] == [128]  # Rows: after the long element
+    assert body["7FE00010"]["BulkDataURI"] == "U/bulkdata/7FE00010"
