@@ -8,6 +8,7 @@ reads block). Each takes the snapshot current when it starts and reads through
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ ROOT = "/dicomweb"
 METADATA_THREADS = 8  # remote stores only: on local disk header parsing is GIL-bound
 METADATA_BATCH = 64
 DICOM_JSON = "application/dicom+json"
+_HOST_RE = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
 
 
 @dataclass
@@ -41,7 +43,6 @@ class Service:
     meta_cache: Lru[tuple[str, str, str], bytes] = field(default_factory=lambda: Lru(4096))
     pixel_cache: Lru[tuple[str, str], pixels.PixelInfo] = field(
         default_factory=lambda: Lru(16384))
-
     public_url: str | None = None
 
     def base_url(self, request: Request) -> str:
@@ -61,7 +62,7 @@ def origin(request: Request) -> str:
     server = request.scope.get("server") or ("127.0.0.1", 80)
     forwarded = any(h in request.headers for h in ("x-forwarded-for", "x-forwarded-proto",
                                                    "x-forwarded-host", "forwarded"))
-    if not host:
+    if not _HOST_RE.fullmatch(host):  # absent or hostile: name the socket instead
         host = f"{server[0]}:{server[1]}"
     elif ":" not in host.rsplit("]", 1)[-1] and not forwarded \
             and server[1] != (443 if scheme == "https" else 80):
