@@ -150,3 +150,20 @@ def test_unknown_routes_answer_json_with_the_request_id(server, caplog):
     r = httpx.get(server.base_url + "/no/such/route")
     assert r.status_code == 404 and r.json()["request_id"] == r.headers["x-request-id"]
     assert any(r.headers["x-request-id"] in rec.getMessage() for rec in caplog.records)
+
+
+def test_hostile_host_header_never_reaches_absolute_uris(server):
+    status, body = raw_get_with_host(server, "/dicomweb/studies?limit=1", 'evil"><x')
+    assert status == 200
+    assert b"evil" not in body and f"127.0.0.1:{server.port}".encode() in body
+
+
+def raw_get_with_host(running: Running, target: str, host: str) -> tuple[int, bytes]:
+    with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+                     .encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
