@@ -86,3 +86,31 @@ def test_converted_volume_is_linked_and_served(tmp_path: Path):
         key = next(k for k in store.list("_zarr/") if not k.endswith(".json"))
         chunk = httpx.get(f"{run.base_url}/zarr/{key}")
         assert chunk.status_code == 200 and chunk.content == store.get_bytes(key)
+
+
+def test_series_retrieve_streams_without_holding_the_series(tmp_path: Path):
+    """An 80 MB series answer never has more than a few MB allocated at once (tracemalloc
+    sees every Python allocation of the server thread and of this client)."""
+    import tracemalloc
+
+    import numpy as np
+
+    store = open_store(str(tmp_path / "dest"))
+    big = SeriesDef(STUDY_A, "CT_small.dcm", 3, count=40)
+    pixels = np.zeros((1024, 1024), np.int16)
+    big.extra = {"Rows": 1024, "Columns": 1024, "PixelData": pixels.tobytes()}
+    commit(store, big)
+    build_index(store)
+    with serve_in_thread(store, ServeConfig(dest=store.url, port=0)) as run:
+        url = f"{run.base_url}/dicomweb/studies/{STUDY_A.uid}/series/{big.uid}"
+        tracemalloc.start()
+        try:
+            total = 0
+            with httpx.stream("GET", url) as r:
+                for chunk in r.iter_raw(1 << 16):
+                    total += len(chunk)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert total > 40 * 2 * 1024 * 1024
+    assert peak < 16 * 1024 * 1024, f"peak {peak / 2**20:.1f} MB for a {total / 2**20:.0f} MB answer"
