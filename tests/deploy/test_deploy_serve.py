@@ -58,8 +58,8 @@ def test_service_reaches_the_pods_and_probes_hit_healthz() -> None:
 
 
 def test_serve_pod_is_hardened_and_keeps_secrets_out() -> None:
-    (container,) = [d for d in built() if d["kind"] == "Deployment"][0]["spec"]["template"][
-        "spec"]["containers"]
+    deployment = next(d for d in built() if d["kind"] == "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
     ctx = container["securityContext"]
     assert ctx["readOnlyRootFilesystem"] is True and ctx["allowPrivilegeEscalation"] is False
     assert ctx["capabilities"]["drop"] == ["ALL"]
