@@ -23,8 +23,9 @@ from mirror.serve import accept, metadata, multipart, pixels
 from mirror.serve.attributes import Level
 from mirror.serve.config import Limits
 from mirror.serve.files import Files, InstanceRef, Lru, find_instances
+from mirror.serve.pyramid import series_plane
 from mirror.serve.qido import check_uid, parse_search, run_search
-from mirror.serve.render import RenderParams, parse_render, render
+from mirror.serve.render import THUMBNAIL_SIDE, RenderParams, parse_render, render
 from mirror.serve.snapshot import IndexView, Snapshots
 
 log = logging.getLogger(__name__)
@@ -267,9 +268,17 @@ def rendered(svc: Service, *, thumbnail: bool = False) -> Any:
             parts = ((media, None, [_render(svc, view, r, 1, params)]) for r in refs)
             return StreamingResponse(multipart.stream(boundary, parts),
                                      media_type=multipart.content_type(media, boundary))
+        headers = {"Cache-Control": "max-age=3600"}
+        if thumbnail and "series" in request.path_params and "instance" not in request.path_params:
+            side = max(params.viewport or (THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+            found = series_plane(view, svc.files.store, refs[0].study, refs[0].series, side)
+            if found is not None:
+                headers["X-Rendered-From"] = "ome-zarr"
+                return Response(render(found[0], found[1], params), media_type=media,
+                                headers=headers)
         ref = refs[len(refs) // 2]  # a study/series thumbnail: its middle instance
         body = _render(svc, view, ref, _frame_number(request, ref), params)
-        return Response(body, media_type=media, headers={"Cache-Control": "max-age=3600"})
+        return Response(body, media_type=media, headers=headers)
     return endpoint
 
 

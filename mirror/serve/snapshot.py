@@ -35,7 +35,8 @@ SELECT i.StudyInstanceUID, i.SeriesInstanceUID, i.SOPInstanceUID, i.SOPClassUID,
        i.PatientID, i.PatientName, i.PatientBirthDate, i.PatientSex, i.PatientAge,
        i.StudyDate, i.StudyTime, i.AccessionNumber, i.StudyID, i.StudyDescription,
        i.Modality, i.SeriesNumber, i.SeriesDescription, i.SeriesDate, i.SeriesTime,
-       i.BodyPartExamined, i.Manufacturer, s.series_path, s.Collection, i.collection_id
+       i.BodyPartExamined, i.Manufacturer, i.WindowCenter, i.WindowWidth,
+       i.PhotometricInterpretation, s.series_path, s.Collection, i.collection_id
 FROM instances i JOIN series s
   ON s.series_path = regexp_replace(i.file_path, '/[^/]*$', '')
 WHERE i.read_error IS NULL AND i.SOPInstanceUID IS NOT NULL

@@ -7,9 +7,11 @@ import re
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pydicom
 import pytest
 from dicomweb_client.api import DICOMwebClient
+from PIL import Image
 from serve_tree import STUDY_A, SeriesDef, commit, instance_bytes, series_defs
 
 from mirror.index.build import build_index
@@ -86,14 +88,21 @@ def test_converted_volume_is_linked_and_served(tmp_path: Path):
         key = next(k for k in store.list("_zarr/") if not k.endswith(".json"))
         chunk = httpx.get(f"{run.base_url}/zarr/{key}")
         assert chunk.status_code == 200 and chunk.content == store.get_bytes(key)
+        # the series thumbnail comes from the pyramid and looks like the middle file's
+        series = f"{run.base_url}/dicomweb/studies/{STUDY_A.uid}/series/{ct.uid}"
+        thumb = httpx.get(series + "/thumbnail?viewport=64,64")
+        assert thumb.headers["x-rendered-from"] == "ome-zarr"
+        sop = pydicom.dcmread(io.BytesIO(instance_bytes(ct, 2))).SOPInstanceUID
+        plain = httpx.get(f"{series}/instances/{sop}/thumbnail?viewport=64,64")
+        assert "x-rendered-from" not in plain.headers
+        a, b = (np.asarray(Image.open(io.BytesIO(r.content)), float) for r in (thumb, plain))
+        assert a.shape == b.shape == (64, 64) and np.abs(a - b).mean() < 8
 
 
 def test_series_retrieve_streams_without_holding_the_series(tmp_path: Path):
     """An 80 MB series answer never has more than a few MB allocated at once (tracemalloc
     sees every Python allocation of the server thread and of this client)."""
     import tracemalloc
-
-    import numpy as np
 
     store = open_store(str(tmp_path / "dest"))
     big = SeriesDef(STUDY_A, "CT_small.dcm", 3, count=40)
