@@ -241,7 +241,7 @@ def _frames_response(svc: Service, view: IndexView, ref: InstanceRef, numbers: l
     def parts() -> Iterator[tuple[str, str | None, list[bytes]]]:
         with svc.files.open(ref, view.snapshot_id) as fh:
             for n in numbers:
-                data = pixels.native_bytes(pixels.decoded_frame(fh, n), info) if decode \
+                data = pixels.native_bytes(pixels.decoded_frame(fh, n)) if decode \
                     else pixels.stored_frame(fh, info, n)
                 yield choice.media, choice.transfer_syntax, [data]
 

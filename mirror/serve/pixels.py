@@ -101,7 +101,7 @@ def decoded_frame(fh: BinaryIO, number: int) -> Any:
         raise NotAcceptable(f"cannot decode this frame: {exc}") from exc
 
 
-def native_bytes(array: Any, info: PixelInfo) -> bytes:
+def native_bytes(array: Any) -> bytes:
     """A decoded frame as Explicit VR Little Endian pixel bytes (interleaved samples)."""
     dtype = array.dtype.newbyteorder("<")
     return bytes(array.astype(dtype, copy=False).tobytes())
