@@ -167,3 +167,15 @@ def raw_get_with_host(running: Running, target: str, host: str) -> tuple[int, by
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), body
+
+
+def test_serving_writes_nothing_to_the_mirror(mirror_dir, server, tree):
+    """Read-only: no lock, no cache, no state is written next to a sync."""
+    store, _ = mirror_dir
+    before = {k: store.info(k).size for k in store.list()}
+    s, se = tree.sidecars["ct"].study_uid, tree.sidecars["ct"].series_uid
+    base = server.base_url
+    for path in ("/", "/collections/tcga_luad", f"/dicomweb/studies/{s}/metadata",
+                 f"/dicomweb/studies/{s}", f"/dicomweb/studies/{s}/series/{se}/thumbnail"):
+        assert httpx.get(base + path).status_code == 200, path
+    assert {k: store.info(k).size for k in store.list()} == before
