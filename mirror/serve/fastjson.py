@@ -44,8 +44,8 @@ def dataset_json(ds: Any, bulk_uri: Callable[[str], str], threshold: int) -> dic
     def top(elem: Any) -> str:
         return bulk_uri(f"{elem.tag:08X}")
 
-    for tag in list(ds.keys()):
-        raw = ds.get_item(tag)
+    for raw in list(ds.elements()):  # raw elements, not converted
+        tag = raw.tag
         try:
             out[f"{tag:08X}"] = _raw_json(raw, codec, top, threshold)
         except (_Fallback, ValueError, struct.error):
