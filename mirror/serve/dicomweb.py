@@ -98,11 +98,11 @@ def search(svc: Service, level: Level) -> Any:
         query = parse_search(level, request.query_params.multi_items(), study=study,
                              series=series, max_limit=svc.limits.max_limit)
         page = run_search(svc.snapshots.current(), query, svc.base_url(request))
-        host = request.url.hostname or "mirror"
         warnings = list(page.warnings)
         if page.more:
             warnings.append("There are additional results that can be requested.")
-        headers = {"Warning": ", ".join(f'299 {host}: "{w}"' for w in warnings)} \
+        # The agent is a fixed name: the Host header is the client's text, not ours to echo.
+        headers = {"Warning": ", ".join(f'299 tcia-mirror: "{w}"' for w in warnings)} \
             if warnings else None
         if not page.items:
             return Response(status_code=204, headers=headers)
