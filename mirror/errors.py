@@ -175,6 +175,44 @@ class ConversionError(MirrorError):
     """A series (or one of its stacks) cannot be converted to a volume."""
 
 
+# --- serving -----------------------------------------------------------------------------
+
+
+class RequestRefused(MirrorError):
+    """A DICOMweb request ``mirror serve`` answers with a 4xx; ``status`` is the HTTP code."""
+
+    exit_code = EXIT_USAGE
+    status: ClassVar[int] = 400
+
+
+class BadRequest(RequestRefused, ValueError):
+    """Malformed query: bad UID, date, ``limit``, frame list or rendering parameter."""
+
+
+class NotFoundError(RequestRefused, LookupError):
+    """The study, series, instance, frame or file is not among the committed series."""
+
+    status = 404
+
+
+class NotAcceptable(RequestRefused):
+    """No media type or transfer syntax in ``Accept`` that the server can produce."""
+
+    status = 406
+
+
+class TooLarge(RequestRefused):
+    """The request or its answer exceeds a configured bound."""
+
+    status = 413
+
+
+class Unauthorized(RequestRefused, PermissionError):
+    """Missing or wrong credentials while the server requires them."""
+
+    status = 401
+
+
 def exit_code_for(exc: BaseException) -> int:
     """The documented exit code for any exception reaching the CLI."""
     if isinstance(exc, MirrorError):

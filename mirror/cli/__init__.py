@@ -125,9 +125,9 @@ def _main(
 def _register_commands() -> None:
     # Imported here, not at module top, so `mirror --help` stays fast and each group
     # module can import heavy libraries lazily inside its commands.
-    from mirror.cli import archive_cmd, convert_cmd, index_cmd, sync_cmd
+    from mirror.cli import archive_cmd, convert_cmd, index_cmd, serve_cmd, sync_cmd
 
-    for module in (archive_cmd, sync_cmd, index_cmd, convert_cmd):
+    for module in (archive_cmd, sync_cmd, index_cmd, convert_cmd, serve_cmd):
         module.register(app)
 
 
