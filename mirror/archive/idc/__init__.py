@@ -1,0 +1,1 @@
+"""NCI Imaging Data Commons as a source (issue #10)."""
