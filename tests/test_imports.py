@@ -39,7 +39,9 @@ def test_import_contracts_are_kept() -> None:
 
 
 def _copy_with(tmp_path: Path, module: str, line: str) -> Path:
-    shutil.copytree(ROOT / "mirror", tmp_path / "mirror", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "mirror", tmp_path / "mirror", ignore=shutil.ignore_patterns("__pycache__")
+    )
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     target = tmp_path / module
     target.write_text(target.read_text() + f"\n{line}\n")
@@ -49,14 +51,28 @@ def _copy_with(tmp_path: Path, module: str, line: str) -> Path:
 @pytest.mark.parametrize(
     ("module", "line", "reported"),
     [
-        ("mirror/config.py", "from mirror.sync import plan", "mirror.config is not allowed to import"),
-        ("mirror/archive/nbia.py", "import mirror.sync.ledger", "mirror.archive.nbia -> mirror.sync"),
+        (
+            "mirror/config.py",
+            "from mirror.sync import plan",
+            "mirror.config is not allowed to import",
+        ),
+        (
+            "mirror/archive/nbia.py",
+            "import mirror.sync.ledger",
+            "mirror.archive.nbia -> mirror.sync",
+        ),
         ("mirror/sync/run.py", "import mirror.storage.s3", "mirror.sync.run -> mirror.storage.s3"),
-        ("mirror/archive/sim/records.py", "import mirror.archive.sim.model", "No cycles are allowed"),
+        (
+            "mirror/archive/sim/records.py",
+            "import mirror.archive.sim.model",
+            "No cycles are allowed",
+        ),
     ],
     ids=["config-imports-engine", "adapter-imports-engine", "engine-imports-adapter", "cycle"],
 )
-def test_a_violation_breaks_the_suite(tmp_path: Path, module: str, line: str, reported: str) -> None:
+def test_a_violation_breaks_the_suite(
+    tmp_path: Path, module: str, line: str, reported: str
+) -> None:
     proc = _lint(_copy_with(tmp_path, module, line))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert reported in proc.stdout
