@@ -42,6 +42,16 @@ class BucketWriter:
         reply = self._client.put_object(Bucket=self.bucket, Key=key, Body=data)
         return str(reply["ETag"])
 
+    def get(self, key: str) -> bytes:
+        body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        try:
+            return bytes(body.read())
+        finally:
+            body.close()
+
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self.bucket, Key=key)
+
     def keys(self, prefix: str = "") -> list[str]:
         pages = self._client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=prefix

@@ -16,6 +16,8 @@ runs:
 from __future__ import annotations
 
 import http.client
+import re
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +26,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from xml.sax.saxutils import escape
+
+_HEX = re.compile(r"[0-9a-f]{32}")
+_QUOT = {'"': "&quot;"}
 
 
 @dataclass
@@ -53,7 +58,8 @@ def _split(path: str) -> tuple[str, str, dict[str, list[str]]]:
 
 
 def _multipart(etag: str) -> str:
-    return '"' + etag.strip('"')[:32] + '-2"'
+    found = _HEX.search(etag)
+    return '"' + (found.group(0) if found else "0" * 32) + '-2"'
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -114,9 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
             if at >= 0:
                 start = text.find("<ETag>", at) + len("<ETag>")
                 end = text.find("</ETag>", start)
-                text = (
-                    text[:start] + _multipart(text[start:end].replace("&quot;", '"')) + text[end:]
-                )
+                text = text[:start] + escape(_multipart(text[start:end]), _QUOT) + text[end:]
         etag = "&quot;" + "0" * 32 + "&quot;"
         extra = "".join(
             f"<Contents><Key>{escape(k)}</Key><Size>5</Size><ETag>{etag}</ETag></Contents>"
@@ -140,6 +144,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _ProxyServer(ThreadingHTTPServer):
     daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A reader that cancels its other GETs after a failure closes sockets mid-reply.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def __init__(self, upstream: str, faults: IdcFaults) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)

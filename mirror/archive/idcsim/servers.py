@@ -70,8 +70,9 @@ def seaweedfs_s3(data_dir: Path, *, ready_timeout: float = 120.0) -> Iterator[st
     weed = venv_binary("weed")
     data_dir.mkdir(parents=True, exist_ok=True)
     ports = dict(zip(_SEAWEED_PORTS, _free_ports(len(_SEAWEED_PORTS)), strict=True))
+    flags = [f"-{name}={port}" for name, port in ports.items()]
     argv = [weed, "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            "-admin.ui=false", "-webdav=false", *(f"-{k}={v}" for k, v in ports.items())]  # fmt: skip
+            "-admin.ui=false", "-webdav=false", *flags]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     with (data_dir / "weed.log").open("ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env, start_new_session=True)
