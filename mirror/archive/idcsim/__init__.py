@@ -20,7 +20,7 @@ from __future__ import annotations
 from mirror.archive.idcsim.bucket import BucketWriter
 from mirror.archive.idcsim.proxy import IdcFaults, fault_proxy
 from mirror.archive.idcsim.release import IdcSim, Release, catalog_uuids
-from mirror.archive.idcsim.servers import moto_s3, seaweedfs_s3
+from mirror.archive.idcsim.servers import moto_s3, seaweedfs_s3, venv_binary
 
 __all__ = [
     "BucketWriter",
@@ -31,4 +31,5 @@ __all__ = [
     "fault_proxy",
     "moto_s3",
     "seaweedfs_s3",
+    "venv_binary",
 ]
