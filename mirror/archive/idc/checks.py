@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from mirror.archive.idc.listing import IdcSeries
 from mirror.archive.idc.names import EtagKind
@@ -63,23 +62,23 @@ def check_md5(name: str, md5: str, etag: str, kind: EtagKind) -> Outcome:
     return "passed"
 
 
-def dicom_identity(path: Path, expected_series: str) -> str:
+def dicom_identity(stream: BinaryIO, expected_series: str) -> str:
     """Parse the header only; return the SOPInstanceUID after checking the series."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
         ds = pydicom.dcmread(
-            path, stop_before_pixels=True,
+            stream, stop_before_pixels=True,
             specific_tags=[SOP_INSTANCE_UID, SERIES_INSTANCE_UID],
         )  # fmt: skip
         series, sop = str(ds.get(SERIES_INSTANCE_UID).value), str(ds.get(SOP_INSTANCE_UID).value)
     except (InvalidDicomError, AttributeError, ValueError, EOFError, OSError) as exc:
-        raise WrongInstance(f"{path.name}: not a readable DICOM instance ({exc})") from exc
+        raise WrongInstance(f"not a readable DICOM instance ({exc})") from exc
     if series != expected_series:
-        raise WrongInstance(f"{path.name}: SeriesInstanceUID {series}, expected {expected_series}")
+        raise WrongInstance(f"SeriesInstanceUID {series}, expected {expected_series}")
     if not sop:
-        raise WrongInstance(f"{path.name}: no SOPInstanceUID")
+        raise WrongInstance("no SOPInstanceUID")
     return sop
 
 

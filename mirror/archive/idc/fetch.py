@@ -10,6 +10,7 @@ its staging folder, so a caller never sees a partial series.
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from mirror.archive.idc.checks import (
 from mirror.archive.idc.listing import IdcSeries
 from mirror.archive.idc.names import etag_kind, instance_name
 from mirror.archive.idc.wire import Endpoint, ListedObject, S3Reader, object_url
-from mirror.errors import MirrorError, UnsafeArchiveEntry, UsageError
+from mirror.errors import MirrorError, UnsafeArchiveEntry, UsageError, WrongInstance
 
 OnResult = Callable[[IdcSeries, SeriesFetch | MirrorError], None]
 _SERIES_PASSED: Mapping[str, Outcome] = {
@@ -103,10 +104,14 @@ def _first(group_error: BaseExceptionGroup[BaseException]) -> BaseException:
 async def _fetch_one(target: _Target, obj: ListedObject, name: str) -> InstanceCheck:
     partial = target.staging / f"{name}.partial"
     url = object_url(target.bucket_url, obj.key)
-    got = await target.reader.download(url, partial, obj.size)
+    identity = functools.partial(dicom_identity, expected_series=target.series.series_uid)
+    try:
+        got = await target.reader.download(url, partial, obj.size, inspect=identity)
+    except WrongInstance as exc:
+        raise WrongInstance(f"{name}: {exc}") from exc
     kind = etag_kind(obj.etag)
     md5 = check_md5(name, got.md5, obj.etag, kind)
-    sop = dicom_identity(partial, target.series.series_uid)
+    sop = got.inspected
     partial.rename(target.staging / name)
     checks: dict[str, Outcome] = {"size": "passed", "md5_etag": md5, "dicom_series": "passed"}
     return InstanceCheck(name, got.size, got.md5, obj.etag.strip('"'), kind, sop, checks)

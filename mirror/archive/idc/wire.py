@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import io
 import random
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, BinaryIO, Literal, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -44,9 +45,13 @@ GCS_BUCKETS = {
 ENDPOINT_ENV = "MIRROR_IDC_ENDPOINT"
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _CHUNK = 1 << 18
+# Objects up to this size are read whole (IDC's are ~0.5 MB): one hop to a worker thread per
+# object instead of a loop iteration per chunk; memory stays at most in-flight x this.
+IN_MEMORY_MAX = 8 << 20
 _MAX_LIST_PAGES = 1000  # 1M keys under one series prefix is no IDC series: stop, do not loop
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
+Inspect = Callable[[BinaryIO], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +97,7 @@ class Downloaded:
     size: int
     md5: str
     etag: str  # the GET response's ETag header ("" when absent)
+    inspected: str  # what ``inspect`` returned ("" without one)
     retries: int
 
 
@@ -121,7 +127,10 @@ class S3Reader:
     async def __aenter__(self) -> S3Reader:
         connector = aiohttp.TCPConnector(limit=self.max_in_flight, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, auto_decompress=False
+            connector=connector,
+            timeout=self._timeout,
+            auto_decompress=False,
+            read_bufsize=1 << 20,
         )
         return self
 
@@ -159,38 +168,43 @@ class S3Reader:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise ArchiveUnavailable(f"listing {url}: {exc!r}") from exc
 
-    async def download(self, url: str, dest: Path, expected_size: int) -> Downloaded:
-        """GET ``url`` into ``dest``, hashing as it streams; retries transient faults."""
+    async def download(
+        self, url: str, dest: Path, expected_size: int, inspect: Inspect | None = None
+    ) -> Downloaded:
+        """GET ``url`` into ``dest`` and hash it, retrying transient faults.
+
+        ``inspect`` reads the object (a binary stream) in the worker thread that hashes and
+        writes it, off the event loop; what it raises is not retried.
+        """
         attempts = 0
 
         async def once() -> Downloaded:
             nonlocal attempts
             attempts += 1
-            return await self._download_once(url, dest, expected_size, attempts - 1)
+            return await self._download_once(url, dest, expected_size, attempts - 1, inspect)
 
         return await self._retrying(once)
 
-    async def _download_once(self, url: str, dest: Path, expected: int, retries: int) -> Downloaded:
-        digest = hashlib.md5()
-        size = 0
+    async def _download_once(
+        self, url: str, dest: Path, expected: int, retries: int, inspect: Inspect | None
+    ) -> Downloaded:
         try:
             async with self.session.get(url) as response:
                 _raise_for_status(response.status, response.headers, url)
                 etag = response.headers.get("ETag", "")
-                with dest.open("wb") as out:
-                    async for chunk in response.content.iter_chunked(_CHUNK):
-                        size += len(chunk)
-                        if size > expected:  # a hostile body never fills the disk
-                            raise IncompleteSeries(f"{url}: more than the {expected} bytes listed")
-                        digest.update(chunk)
-                        out.write(chunk)
+                if expected <= IN_MEMORY_MAX:
+                    body = await _read_exactly(response.content, expected, url)
+                    # One hop per object: write and MD5 release the GIL, so GETs keep
+                    # flowing on the loop while another core does the bytes.
+                    md5, seen = await asyncio.to_thread(_finish_body, dest, body, inspect)
+                else:
+                    md5 = await _stream_hashed(response.content, dest, expected, url)
+                    seen = await asyncio.to_thread(_inspect_file, dest, inspect)
         except aiohttp.ClientPayloadError as exc:
-            raise TruncatedDownload(f"{url}: body cut short after {size} bytes ({exc})") from exc
+            raise TruncatedDownload(f"{url}: body cut short ({exc})") from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise ArchiveUnavailable(f"GET {url}: {exc!r}") from exc
-        if size != expected:
-            raise TruncatedDownload(f"{url}: {size} bytes, the listing said {expected}")
-        return Downloaded(size, digest.hexdigest(), etag, retries)
+        return Downloaded(expected, md5, etag, seen, retries)
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         for attempt in range(1, self.attempts + 1):
@@ -201,6 +215,47 @@ class S3Reader:
                     raise
                 await self._sleep(_backoff(attempt, exc))
         raise AssertionError("unreachable")
+
+
+async def _read_exactly(content: aiohttp.StreamReader, expected: int, url: str) -> bytes:
+    try:
+        body = await content.readexactly(expected)
+    except asyncio.IncompleteReadError as exc:
+        got = len(exc.partial)
+        raise TruncatedDownload(f"{url}: {got} bytes, the listing said {expected}") from exc
+    if await content.read(1):  # a hostile body never outgrows the listing
+        raise IncompleteSeries(f"{url}: more than the {expected} bytes listed")
+    return body
+
+
+def _finish_body(dest: Path, body: bytes, inspect: Inspect | None) -> tuple[str, str]:
+    with dest.open("wb") as out:
+        out.write(body)
+    md5 = hashlib.md5(body).hexdigest()
+    return md5, inspect(io.BytesIO(body)) if inspect is not None else ""
+
+
+def _inspect_file(dest: Path, inspect: Inspect | None) -> str:
+    if inspect is None:
+        return ""
+    with dest.open("rb") as stream:
+        seen: str = inspect(stream)
+    return seen
+
+
+async def _stream_hashed(content: aiohttp.StreamReader, dest: Path, expected: int, url: str) -> str:
+    digest = hashlib.md5()
+    size = 0
+    with dest.open("wb") as out:
+        async for chunk in content.iter_chunked(_CHUNK):
+            size += len(chunk)
+            if size > expected:
+                raise IncompleteSeries(f"{url}: more than the {expected} bytes listed")
+            digest.update(chunk)
+            out.write(chunk)
+    if size != expected:
+        raise TruncatedDownload(f"{url}: {size} bytes, the listing said {expected}")
+    return digest.hexdigest()
 
 
 def _backoff(attempt: int, exc: ArchiveUnavailable) -> float:
