@@ -231,9 +231,13 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             )
     for kind in ("mirror", "aiobotocore"):
         if kind in out and "s5cmd" in out:
-            out[kind]["ratio_to_s5cmd"] = round(
-                out[kind]["files_per_s"] / out["s5cmd"]["files_per_s"], 2
-            )
+            # Paired per round (run back to back): the shared host's load drifts between rounds.
+            pairs = zip(runs[kind], runs["s5cmd"], strict=True)
+            ratios = [s["seconds"] / m["seconds"] for m, s in pairs]
+            out[kind]["ratio_to_s5cmd_per_round"] = [round(r, 2) for r in ratios]
+            out[kind]["ratio_to_s5cmd"] = round(statistics.median(ratios), 2)
+    for summary in out.values():
+        summary["cpu_ms_per_file"] = round(1000 * summary["cpu_seconds"] / summary["files"], 2)
     return out
 
 

@@ -130,7 +130,7 @@ class S3Reader:
             connector=connector,
             timeout=self._timeout,
             auto_decompress=False,
-            read_bufsize=1 << 20,
+            read_bufsize=_CHUNK,
         )
         return self
 
