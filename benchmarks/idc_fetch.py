@@ -11,6 +11,8 @@ prefix, in separate processes, with:
 - ``s5cmd``: ``s5cmd --no-sign-request --endpoint-url EP run manifest`` with one
   ``cp s3://bucket/<uuid>/* dir/`` line per series, exactly as idc-index drives it, at
   s5cmd's defaults (256 workers); it checks nothing;
+- ``mirrorx``: the same split over ``--processes`` processes (one event loop each, as the
+  engine's Dask workers would run it), all started together;
 - ``aiobotocore`` (the client-choice control): the same GETs through aiobotocore unsigned
   with the same concurrency, MD5 only.
 
@@ -42,15 +44,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result
 
 NAME = "idc_fetch"
-CONTENDERS = ("mirror", "s5cmd", "aiobotocore")
+CONTENDERS = ("mirror", "s5cmd", "aiobotocore", "mirrorx")  # mirrorx: --processes shards
 
 
 def _child_mirror(args: argparse.Namespace) -> dict[str, Any]:
     from mirror.archive.idc import IdcArchive, SeriesFetch
 
     archive = IdcArchive(args.index, endpoint=args.endpoint, max_in_flight=args.in_flight, env={})
-    series = archive.idc_series()
+    series = archive.idc_series()[args.shard :: args.shards]
     work = [(s, Path(args.dest) / s.series_uid) for s in series]
+    # Set up first, then wait for the parent's "go": the clock covers fetching only, and
+    # with --processes N all shards start together.
+    print("ready", flush=True)
+    sys.stdin.readline()
     rss_before, cpu_before = vm_hwm_mb(), _cpu_self()
     started = time.perf_counter()
     results = archive.fetch_many(work, series_in_flight=args.series_in_flight)
@@ -152,16 +158,50 @@ def _wait_with_usage(proc: subprocess.Popen[str]) -> tuple[int, Any, float]:
 def run_python(
     kind: str, index: Path, endpoint: str, dest: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
+    shards = args.processes if kind.startswith("mirror") and "x" in kind else 1
+    procs = [
+        _spawn(kind.split("x", maxsplit=1)[0], index, endpoint, dest, args, i, shards)
+        for i in range(shards)
+    ]
+    if kind.startswith("mirror"):
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        started = time.perf_counter()
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+    outs = []
+    for proc in procs:
+        assert proc.stdout is not None
+        text = proc.stdout.read()
+        code, _, _ = _wait_with_usage(proc)
+        if code != 0:
+            raise RuntimeError(f"{kind} child failed ({code})")
+        outs.append(dict(json.loads(text.strip().splitlines()[-1])))
+    if not kind.startswith("mirror"):
+        return outs[0]
+    merged: dict[str, Any] = {"seconds": time.perf_counter() - started}
+    for field in ("files", "bytes", "cpu_seconds", "peak_rss_mb", "rss_before_fetch_mb"):
+        merged[field] = sum(o[field] for o in outs)  # memory: what all shards hold at once
+    merged["failed"] = [f for o in outs for f in o["failed"]]
+    return merged
+
+
+def _spawn(
+    kind: str,
+    index: Path,
+    endpoint: str,
+    dest: Path,
+    args: argparse.Namespace,
+    shard: int,
+    shards: int,
+) -> subprocess.Popen[str]:
     cmd = [sys.executable, __file__, "--child", kind, "--index", str(index), "--endpoint", endpoint,
            "--dest", str(dest), "--in-flight", str(args.in_flight),
-           "--series-in-flight", str(args.series_in_flight)]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    text = proc.stdout.read()
-    code, _, _ = _wait_with_usage(proc)
-    if code != 0:
-        raise RuntimeError(f"{kind} child failed ({code})")
-    return dict(json.loads(text.strip().splitlines()[-1]))
+           "--series-in-flight", str(args.series_in_flight), "--shard", str(shard),
+           "--shards", str(shards)]  # fmt: skip
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 def run_s5cmd(index: Path, endpoint: str, dest: Path, s5cmd: str) -> dict[str, Any]:
@@ -229,7 +269,7 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             out[kind]["rss_before_fetch_mb"] = round(
                 max(r["rss_before_fetch_mb"] for r in rounds), 1
             )
-    for kind in ("mirror", "aiobotocore"):
+    for kind in ("mirror", "mirrorx", "aiobotocore"):
         if kind in out and "s5cmd" in out:
             # Paired per round (run back to back): the shared host's load drifts between rounds.
             pairs = zip(runs[kind], runs["s5cmd"], strict=True)
@@ -249,7 +289,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--in-flight", type=int, default=128)
     parser.add_argument("--series-in-flight", type=int, default=16)
+    parser.add_argument("--processes", type=int, default=2, help="shards for 'mirrorx'")
     parser.add_argument("--child", choices=("mirror", "aiobotocore"))
+    parser.add_argument("--shard", type=int, default=0)
+    parser.add_argument("--shards", type=int, default=1)
     parser.add_argument("--index")
     parser.add_argument("--endpoint")
     parser.add_argument("--dest")
@@ -267,7 +310,7 @@ def main() -> None:
             print(f"published {shape}", file=sys.stderr)
             runs: dict[str, list[dict[str, Any]]] = {k: [] for k in CONTENDERS}
             for n in range(args.rounds):
-                for kind in CONTENDERS[n % 3 :] + CONTENDERS[: n % 3]:
+                for kind in CONTENDERS[n % 4 :] + CONTENDERS[: n % 4]:
                     dest = work / f"out-{kind}-{n}"
                     dest.mkdir()
                     if kind == "s5cmd":
