@@ -158,11 +158,9 @@ def _wait_with_usage(proc: subprocess.Popen[str]) -> tuple[int, Any, float]:
 def run_python(
     kind: str, index: Path, endpoint: str, dest: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
-    shards = args.processes if kind.startswith("mirror") and "x" in kind else 1
-    procs = [
-        _spawn(kind.split("x", maxsplit=1)[0], index, endpoint, dest, args, i, shards)
-        for i in range(shards)
-    ]
+    shards = args.processes if kind == "mirrorx" else 1
+    child = "mirror" if kind.startswith("mirror") else kind
+    procs = [_spawn(child, index, endpoint, dest, args, i, shards) for i in range(shards)]
     if kind.startswith("mirror"):
         for proc in procs:
             assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
