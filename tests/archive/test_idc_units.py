@@ -142,3 +142,18 @@ def test_series_bytes_within_the_index_rounding() -> None:
     check_bytes(_series(26.405988), 26405988)
     with pytest.raises(IncompleteSeries):
         check_bytes(_series(0.056042), 56044)
+
+
+def test_index_folder_without_the_index_is_a_usage_error(tmp_path) -> None:
+    from mirror.archive.idc.listing import locate
+
+    with pytest.raises(UsageError, match="holds no idc_index.parquet"):
+        locate(str(tmp_path))
+
+
+def test_default_index_is_the_installed_package() -> None:
+    pytest.importorskip("idc_index_data")
+    from mirror.archive.idc.listing import locate
+
+    files = locate(None)
+    assert files.index.name == "idc_index.parquet" and files.prior is not None

@@ -76,9 +76,20 @@ class IdcArchive:
         max_in_flight: int = 128,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        self.endpoint: Endpoint = endpoint_from(endpoint, gcs=gcs, env=dict(env or os.environ))
-        self.index = IdcIndex(locate(index), include_analysis_results=include_analysis_results)
+        environ = os.environ if env is None else env
+        self.endpoint: Endpoint = endpoint_from(endpoint, gcs=gcs, env=dict(environ))
         self.max_in_flight = max_in_flight
+        self._index_source = index
+        self._include_analysis_results = include_analysis_results
+        self._index: IdcIndex | None = None
+
+    @property
+    def index(self) -> IdcIndex:
+        """The release's index, located on first use (a URL is downloaded then, not before)."""
+        if self._index is None:
+            files = locate(self._index_source)
+            self._index = IdcIndex(files, include_analysis_results=self._include_analysis_results)
+        return self._index
 
     @property
     def url(self) -> str:
