@@ -1,7 +1,16 @@
 """What was checked, per instance and per series, and with what outcome.
 
-The sidecar records these per instance: a check that could not be made (a multipart ETag
-is no MD5) is ``not_applicable`` and said so, never counted as passed.
+Per instance (``InstanceCheck.checks``):
+
+- ``size``: the bytes received equal the listing's Size (a short or long body fails);
+- ``md5_etag``: the MD5 of the bytes received equals the object's ETag, when the ETag is a
+  plain MD5 (single PUT); a multipart ETag (``<hex>-<n>``) is no MD5: ``not_applicable``;
+- ``dicom_series``: the header parses as DICOM and carries the series' SeriesInstanceUID.
+
+Per series (``SeriesFetch.checks``): ``count`` (objects under the prefix = instanceCount),
+``bytes`` (their total = series_size_MB x 1e6, exact to the byte) and ``sop_unique`` (no
+SOPInstanceUID twice). A check that could not be made is recorded as ``not_applicable``,
+never counted as passed; one that fails raises, so a returned fetch passed all the others.
 """
 
 from __future__ import annotations
