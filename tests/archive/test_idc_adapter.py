@@ -140,6 +140,14 @@ def test_changed_bytes_under_the_old_etag_fail_the_md5(world: IdcWorld) -> None:
     assert not staging.exists()
 
 
+def test_a_body_longer_than_listed_is_refused(world: IdcWorld) -> None:
+    series = world.series()
+    world.faults.overlong.add(world.idc.object_keys(series.series_uid)[0])
+    with pytest.raises(IncompleteSeries, match="more than the"):
+        world.archive().fetch(series, world.tmp / "s")
+    assert not (world.tmp / "s").exists()
+
+
 def test_multipart_etag_is_recorded_as_not_an_md5(world: IdcWorld) -> None:
     series = world.series()
     key = world.idc.object_keys(series.series_uid)[0]

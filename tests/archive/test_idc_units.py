@@ -147,7 +147,7 @@ def test_series_bytes_within_the_index_rounding() -> None:
 def test_index_folder_without_the_index_is_a_usage_error(tmp_path) -> None:
     from mirror.archive.idc.listing import locate
 
-    with pytest.raises(UsageError, match="holds no idc_index.parquet"):
+    with pytest.raises(UsageError, match=r"holds no idc_index\.parquet"):
         locate(str(tmp_path))
 
 

@@ -8,6 +8,7 @@ runs:
 - ``truncate``: the body is cut in half under the full Content-Length, then the connection
   closes;
 - ``corrupt``: one byte of the body is changed, the size and the ETag are not;
+- ``overlong``: the body is longer than the object the listing describes;
 - ``multipart_etag``: listings and GETs show ``"<hex>-2"``, an ETag that is no MD5;
 - ``hostile[prefix]``: extra keys (``../``, absolute paths, other prefixes) appear in the
   listing of ``prefix``.
@@ -38,6 +39,7 @@ class IdcFaults:
     slow_down: dict[str, int] = field(default_factory=dict)
     truncate: set[str] = field(default_factory=set)
     corrupt: set[str] = field(default_factory=set)
+    overlong: set[str] = field(default_factory=set)
     multipart_etag: set[str] = field(default_factory=set)
     hostile: dict[str, list[str]] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)  # every path asked for, in order
@@ -104,6 +106,8 @@ class _Handler(BaseHTTPRequestHandler):
         if key in faults.corrupt:
             middle = len(body) - 1  # the last pixel byte: the header still parses
             body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1 :]
+        if key in faults.overlong:
+            body += b"\0" * 4096
         out = {"ETag": etag, "Content-Type": "application/octet-stream"}
         if key in faults.truncate:
             self._reply(200, body[: len(body) // 2], out, length=len(body))
