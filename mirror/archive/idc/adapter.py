@@ -106,8 +106,7 @@ class IdcArchive:
 
     def collections(self) -> list[CollectionRecord]:
         names = self.index.collection_names()
-        held = {s.collection_id for s in self.index.series()}
-        return [CollectionRecord(names[c]) for c in sorted(held) if c in names]
+        return [CollectionRecord(names.get(c, c)) for c in self.index.collection_ids()]
 
     def patients(self, collection: str) -> list[PatientRecord]:
         firsts = {s.patient_id: s for s in self.index.series([collection])}

@@ -181,6 +181,16 @@ class IdcIndex:
         # Without collections_index the display name is a guess (right for TCGA-*).
         return {cid: cid.upper().replace("_", "-") for cid in ids.to_pylist()}
 
+    def collection_ids(self) -> list[str]:
+        """Collections holding at least one listed series (two columns read, not the rows)."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(self.files.index, columns=["collection_id", "analysis_result_id"])
+        if not self.include_analysis_results:
+            table = table.filter(pc.is_null(table["analysis_result_id"]))
+        return sorted(pc.unique(table["collection_id"]).to_pylist())
+
     def series(
         self,
         collections: Sequence[str] | None = None,
