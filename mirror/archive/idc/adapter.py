@@ -148,11 +148,8 @@ class IdcArchive:
     def updated_series(self, since: date) -> list[SeriesRecord]:
         """Series new or revised in a release dated after ``since``."""
         dates = self.index.release_dates()
-        return [
-            to_record(s, dates)
-            for s in self.index.series()
-            if (released := dates.get(s.revised_version)) is not None and released > since
-        ]
+        later = [version for version, released in dates.items() if released > since]
+        return [to_record(s, dates) for s in self.index.series(revised_in=later)]
 
     def sop_instance_uids(self, series_uid: str) -> list[str]:
         raise ArchiveProtocolError(

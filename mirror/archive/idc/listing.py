@@ -196,9 +196,14 @@ class IdcIndex:
         collections: Sequence[str] | None = None,
         *,
         series_uids: Iterable[str] | None = None,
+        revised_in: Iterable[int] | None = None,
     ) -> list[IdcSeries]:
-        """Current series of the named collections (any spelling), or of the whole index."""
+        """Current series of the named collections (any spelling), or of the whole index;
+        optionally only those revised in the given IDC versions. Filters are pushed into the
+        Parquet read, so a narrow question reads few rows."""
         filters: list[Any] = []
+        if revised_in is not None:
+            filters.append(("series_revised_idc_version", "in", sorted(set(revised_in))))
         if collections is not None:
             filters.append(("collection_id", "in", sorted({collection_id(c) for c in collections})))
         if series_uids is not None:
