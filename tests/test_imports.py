@@ -36,7 +36,7 @@ def _lint(root: Path) -> subprocess.CompletedProcess[str]:
 def test_import_contracts_are_kept() -> None:
     proc = _lint(ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "5 kept, 0 broken" in proc.stdout
+    assert " 0 broken" in proc.stdout
 
 
 def _copy_with(tmp_path: Path, module: str, line: str) -> Path:
