@@ -100,7 +100,8 @@ class IdcArchive:
         return self.index.release
 
     def __repr__(self) -> str:
-        return f"IdcArchive({self.url!r}, release={self.release!r})"
+        # No I/O here: the index may be a URL not downloaded yet.
+        return f"IdcArchive({self.url!r}, index={self._index_source or 'idc-index-data'!r})"
 
     # --- listing (the Archive port) -------------------------------------------------------
 
