@@ -319,3 +319,16 @@ def test_endpoint_choice(world: IdcWorld) -> None:
     assert IdcArchive(
         index, endpoint="http://127.0.0.1:8", env={"MIRROR_IDC_ENDPOINT": "x"}
     ).url.endswith(":8")
+
+
+def test_simulated_idc_in_one_call(tmp_path: Path) -> None:
+    from mirror.archive.idcsim import simulated_idc
+    from mirror.archive.sim import build_preset
+
+    sim = build_preset("tiny", seed=3)
+    with simulated_idc(sim, tmp_path) as running:
+        archive = IdcArchive(str(running.first.index_dir), endpoint=running.endpoint, env={})
+        assert sorted(archive.versions()) == sorted(sim.series_uids())
+        sim.withdraw_series(sim.series_uids()[0])
+        second = running.idc.publish(tmp_path / "next")
+        assert len(second.removed) == 1 and second.version == running.first.version + 1

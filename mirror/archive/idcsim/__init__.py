@@ -3,16 +3,16 @@ bucket in IDC's layout, the release's Parquet index, successive releases, and fa
 
 Usage::
 
-    from mirror.archive.idcsim import BucketWriter, IdcSim, fault_proxy, moto_s3
+    from mirror.archive.idc import IdcArchive
+    from mirror.archive.idcsim import fault_proxy, simulated_idc
     from mirror.archive.sim import build_preset
 
-    with moto_s3() as endpoint:
-        writer = BucketWriter(endpoint, "idc-open-data")
-        writer.create_public_bucket()
-        idc = IdcSim(build_preset("tiny"), writer)
-        release = idc.publish(tmp / "v20")  # idc_index.parquet & co. in tmp/v20
-        with fault_proxy(endpoint) as (proxy_url, faults):
-            ...  # IdcArchive(index=str(release.index_dir), endpoint=proxy_url)
+    with simulated_idc(build_preset("tiny"), tmp) as running:  # moto; or backend="seaweedfs"
+        archive = IdcArchive(str(running.first.index_dir), endpoint=running.endpoint)
+        with fault_proxy(running.endpoint) as (proxy_url, faults):
+            ...  # IdcArchive(..., endpoint=proxy_url) sees the armed faults
+        running.idc.sim.withdraw_series(uid)
+        second = running.idc.publish(tmp / "next")  # the next release
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 from mirror.archive.idcsim.bucket import BucketWriter
 from mirror.archive.idcsim.proxy import IdcFaults, fault_proxy
 from mirror.archive.idcsim.release import IdcSim, Release, catalog_uuids
+from mirror.archive.idcsim.serve import RunningIdc, simulated_idc
 from mirror.archive.idcsim.servers import moto_s3, seaweedfs_s3, venv_binary
 
 __all__ = [
@@ -27,9 +28,11 @@ __all__ = [
     "IdcFaults",
     "IdcSim",
     "Release",
+    "RunningIdc",
     "catalog_uuids",
     "fault_proxy",
     "moto_s3",
     "seaweedfs_s3",
+    "simulated_idc",
     "venv_binary",
 ]
