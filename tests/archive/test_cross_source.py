@@ -66,3 +66,21 @@ def test_unpadded_nbia_hex_is_normalised_and_garbage_refused() -> None:
     assert compare_series("1.2", [digest.lstrip("0")], [digest]).identical
     with pytest.raises(IntegrityError):
         compare_series("1.2", ["not-hex"], [digest])
+
+
+def test_listing_alone_gives_the_digests_where_etags_are_md5s(
+    both: tuple[NbiaArchive, IdcWorld], sim: SimArchive
+) -> None:
+    nbia, world = both
+    uid = sim.series_uids("Sim-Lung")[0]
+    archive = world.archive()
+    series = archive.idc_series(series_uid=uid)[0]
+    keys = world.idc.object_keys(uid)
+    world.faults.multipart_etag.add(keys[0])
+    digests = archive.listed_digests(series)
+    assert digests[keys[0].split("/", 1)[1]] is None  # a multipart ETag is no MD5
+    known = [d for d in digests.values() if d is not None]
+    assert len(known) == len(keys) - 1
+    diff = compare_series(uid, _nbia_md5s(nbia, uid), known)
+    assert diff.only_idc == () and len(diff.only_nbia) == 1  # the one IDC could not vouch for
+    assert [p for p in world.faults.requests if "list-type" not in p] == []  # no GET at all

@@ -51,7 +51,7 @@ from datetime import date
 from pathlib import Path
 
 from mirror.archive.idc.checks import SeriesFetch
-from mirror.archive.idc.fetch import fetch_many, fetch_series
+from mirror.archive.idc.fetch import fetch_many, fetch_series, listed_digests
 from mirror.archive.idc.listing import IdcIndex, IdcSeries, locate
 from mirror.archive.idc.wire import Endpoint, endpoint_from
 from mirror.archive.port import CollectionRecord, PatientRecord, SeriesRecord, StudyRecord
@@ -183,6 +183,11 @@ class IdcArchive:
         return fetch_series(
             series, staging, endpoint=self.endpoint, max_in_flight=self.max_in_flight
         )
+
+    def listed_digests(self, series: IdcSeries) -> dict[str, str | None]:
+        """Object name -> MD5 per the prefix listing's ETags, None where an ETag is no MD5
+        (``mirror verify --cross-source`` without downloading)."""
+        return listed_digests(series, endpoint=self.endpoint)
 
     def fetch_many(
         self, work: Sequence[tuple[IdcSeries, Path]], *, series_in_flight: int = 16

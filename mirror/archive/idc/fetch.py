@@ -26,7 +26,7 @@ from mirror.archive.idc.checks import (
     dicom_identity,
 )
 from mirror.archive.idc.listing import IdcSeries
-from mirror.archive.idc.names import etag_kind, instance_name
+from mirror.archive.idc.names import etag_hex, etag_kind, instance_name
 from mirror.archive.idc.wire import Endpoint, ListedObject, S3Reader, object_url
 from mirror.errors import MirrorError, UnsafeArchiveEntry, UsageError, WrongInstance
 
@@ -156,6 +156,34 @@ def fetch_series(
     return asyncio.run(run())
 
 
+async def listed_digests_async(
+    reader: S3Reader, endpoint: Endpoint, series: IdcSeries
+) -> dict[str, str | None]:
+    """Object name -> MD5 from the prefix listing alone (None where the ETag is no MD5).
+
+    One LIST per series and no GET: enough for a cross-source check of digests, never a
+    substitute for verifying bytes that are fetched.
+    """
+    listed = await reader.list_prefix(
+        endpoint.bucket_url(series.aws_bucket), f"{series.crdc_series_uuid}/"
+    )
+    names = _checked_names(series, listed)
+    return {
+        name: etag_hex(obj.etag) if etag_kind(obj.etag) == "md5" else None
+        for name, obj in zip(names, listed, strict=True)
+    }
+
+
+def listed_digests(series: IdcSeries, *, endpoint: Endpoint) -> dict[str, str | None]:
+    """Blocking form of :func:`listed_digests_async`."""
+
+    async def run() -> dict[str, str | None]:
+        async with S3Reader(max_in_flight=4) as reader:
+            return await listed_digests_async(reader, endpoint, series)
+
+    return asyncio.run(run())
+
+
 def fetch_many(
     work: Sequence[tuple[IdcSeries, Path]],
     *,
@@ -177,4 +205,11 @@ def fetch_many(
     return [found[s.series_uid] for s, _ in work]
 
 
-__all__ = ["fetch_many", "fetch_many_async", "fetch_series", "fetch_series_async"]
+__all__ = [
+    "fetch_many",
+    "fetch_many_async",
+    "fetch_series",
+    "fetch_series_async",
+    "listed_digests",
+    "listed_digests_async",
+]
