@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from mirror.errors import UsageError
+from mirror.guards import DEFAULT_MAX_DELETE, MaxDelete
 from mirror.layout import DEFAULT_TEMPLATE, safe_component
-from mirror.sync.plan import DEFAULT_MAX_DELETE, MaxDelete
 
 DEFAULT_LEASE_SECONDS = 120.0
 DEFAULT_ARCHIVE_URL = "https://services.cancerimagingarchive.net/nbia-api/services/"

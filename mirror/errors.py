@@ -131,6 +131,11 @@ class UnsafeArchiveEntry(IntegrityError):
     """A ZIP entry with an absolute path, ``..``, a link, or an oversize member."""
 
 
+class WrongInstance(IntegrityError):
+    """A fetched object is not the DICOM instance the listing promised (wrong series, a
+    duplicate SOPInstanceUID, or not DICOM at all). Asking again gives the same bytes."""
+
+
 class VerifyFailed(IntegrityError):
     """``mirror verify`` found missing or corrupt files."""
 

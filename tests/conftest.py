@@ -15,7 +15,7 @@ import pytest
 import stamina
 
 from mirror.archive.nbia import NbiaArchive
-from mirror.archive.sim import SimArchive, SimServer, serve_archive
+from mirror.archive.sim import SimArchive, SimServer, build_preset, serve_archive
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +28,7 @@ def _no_real_backoff() -> Iterator[None]:
 
 @pytest.fixture
 def sim() -> SimArchive:
-    return SimArchive.preset("tiny", seed=0)
+    return build_preset("tiny", seed=0)
 
 
 @pytest.fixture

@@ -86,7 +86,7 @@ def serve(
     catalog: Catalog = None,
 ) -> None:
     """Serve a simulated NBIA v4 archive in the foreground until Ctrl-C."""
-    from mirror.archive.sim import FaultConfig, SimArchive, start_server
+    from mirror.archive.sim import FaultConfig, build_preset, start_server
     from mirror.errors import UsageError
 
     shape = {"collections": collection or None, "max_series": max_series or None,
@@ -96,7 +96,7 @@ def serve(
 
     def build() -> SimArchive:
         options = shape if preset == "tcga" else {}
-        sim = SimArchive.preset(
+        sim = build_preset(
             preset, seed=seed, data_dir=data, compresslevel=compresslevel, **options
         )
         for spec in series:

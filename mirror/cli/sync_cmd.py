@@ -27,8 +27,8 @@ from mirror.config import (
 )
 from mirror.config import LEDGER_NAME as _LEDGER
 from mirror.errors import EXIT_OK, EXIT_PARTIAL, EXIT_VERIFY
+from mirror.guards import DEFAULT_MAX_DELETE, MaxDelete
 from mirror.layout import DEFAULT_TEMPLATE
-from mirror.sync.plan import DEFAULT_MAX_DELETE, MaxDelete
 from mirror.sync.report import RunSummary
 from mirror.sync.run import Progress, ProgressFn
 

@@ -20,7 +20,7 @@ _EXPORTS = {
     "convert_series": "mirror.convert.pipeline",
     "convert_many": "mirror.convert.pipeline",
     "ConversionResult": "mirror.convert.pipeline",
-    "volume_rows": "mirror.convert.pipeline",
+    "volume_rows": "mirror.index.volumes",
     "zarr_prefix": "mirror.convert.pipeline",
     "convert_source": "mirror.convert.series",
     "open_series": "mirror.convert.reader",

@@ -8,7 +8,6 @@ deleted first, so a crash mid-way leaves an invisible store, never a mix of two 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -21,17 +20,21 @@ from typing import Any
 
 from mirror.convert.series import convert_source
 from mirror.convert.source import DirSource, InstanceSource, StoreSource
-from mirror.convert.write import SCHEMA, StackResult
-from mirror.errors import MirrorError, ObjectNotFound, UsageError
+from mirror.convert.write import StackResult
+from mirror.errors import MirrorError, UsageError
+from mirror.index.volumes import (
+    DEFAULT_OUT_PREFIX,
+    MARKER,
+    check_out_prefix,
+    read_marker,
+)
 from mirror.layout import SeriesSidecar, check_uid, safe_component
 from mirror.storage.port import Store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OUT_PREFIX = "_zarr"
 FETCH_THREADS = 8  # object-store GETs are latency-bound: overlap them
 _COPY_CHUNK = 1 << 20
-MARKER = "zarr.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,34 +58,11 @@ class ConversionResult:
         return sum(1 for s in self.stacks if s.status == "quarantined")
 
 
-def check_out_prefix(out_prefix: str) -> str:
-    """One top-level folder starting with ``_``: never a collection folder of the mirror."""
-    name = out_prefix.strip("/")
-    if not name.startswith("_") or "/" in name or safe_component(name[1:]) != name[1:]:
-        raise UsageError(f"--out must be one folder name starting with '_', got {out_prefix!r}")
-    return name
-
-
 def zarr_prefix(sidecar: SeriesSidecar, out_prefix: str = DEFAULT_OUT_PREFIX) -> str:
     """Where a series' store lives: ``_zarr/<Collection>/<SeriesInstanceUID>.ome.zarr``."""
     collection = safe_component(sidecar.collection or "unknown")
     base = check_out_prefix(out_prefix)
     return f"{base}/{collection}/{check_uid(sidecar.series_uid)}.ome.zarr"
-
-
-def read_marker(store: Store, prefix: str) -> dict[str, Any] | None:
-    """The committed root attributes of a series store, or None when absent/unfinished."""
-    try:
-        meta = json.loads(store.get_bytes(f"{prefix}/{MARKER}"))
-    except ObjectNotFound:
-        return None
-    except ValueError:
-        return None  # a torn or foreign zarr.json counts as not committed
-    attrs = meta.get("attributes") if isinstance(meta, dict) else None
-    dicom = attrs.get("dicom") if isinstance(attrs, dict) else None
-    if not isinstance(dicom, dict) or dicom.get("schema") != SCHEMA:
-        return None
-    return attrs
 
 
 def convert_series(
@@ -259,62 +239,3 @@ def _query_uids(store: Store, where: str) -> set[str]:
 
     table = query(store, f"SELECT SeriesInstanceUID FROM series WHERE {where}")  # noqa: S608
     return {str(uid) for uid in table.column("SeriesInstanceUID").to_pylist()}
-
-
-def volume_rows(store: Store, *, out_prefix: str = DEFAULT_OUT_PREFIX) -> list[dict[str, Any]]:
-    """One row per written stack of every committed series store (the ``volumes`` table).
-
-    Columns: series_uid, collection, stack_id, role, store_path (the ``.ome.zarr`` prefix),
-    image_path (group inside it, "" = root), axes, shape, dtype, spacing (NGFF scale of
-    level 0), levels, flags, tilt_deg, regular, missing_slices, fourth_dim, n_instances,
-    modality, content_hash. Stores without a root marker (unfinished) are ignored.
-    """
-    rows: list[dict[str, Any]] = []
-    for prefix in _store_prefixes(store, out_prefix):
-        attrs = read_marker(store, prefix)
-        if attrs is None:
-            continue
-        for stack in attrs["dicom"].get("stacks", []):
-            if stack.get("status") == "written":
-                rows.append(_row(store, prefix, attrs, stack))
-    return rows
-
-
-def _store_prefixes(store: Store, out_prefix: str) -> Iterator[str]:
-    base = check_out_prefix(out_prefix)
-    for key in store.list(base):
-        parts = key.split("/")
-        if len(parts) == 4 and parts[2].endswith(".ome.zarr") and parts[3] == MARKER:
-            yield "/".join(parts[:3])
-
-
-def _row(store: Store, prefix: str, root: dict[str, Any], stack: dict[str, Any]) -> dict[str, Any]:
-    image = root
-    if stack["path"]:
-        raw = json.loads(store.get_bytes(f"{prefix}/{stack['path']}/{MARKER}"))
-        image = raw.get("attributes", {})
-    dicom = image.get("dicom", {})
-    checks = dicom.get("geometry_checks", {})
-    datasets = image.get("ome", {}).get("multiscales", [{}])[0].get("datasets", [])
-    source = root["dicom"].get("source", {})
-    return {
-        "series_uid": root["dicom"].get("SeriesInstanceUID"),
-        "collection": root["dicom"].get("collection", ""),
-        "stack_id": stack["id"],
-        "role": stack["role"],
-        "store_path": prefix,
-        "image_path": stack["path"],
-        "axes": stack["axes"],
-        "shape": stack["shape"],
-        "dtype": stack["dtype"],
-        "spacing": stack["spacing"],
-        "levels": len(datasets),
-        "flags": stack["flags"],
-        "tilt_deg": checks.get("tilt_deg"),
-        "regular": checks.get("regular"),
-        "missing_slices": checks.get("missing_slice_indices", []),
-        "fourth_dim": (dicom.get("fourth_dimension") or {}).get("key", ""),
-        "n_instances": stack["n_instances"],
-        "modality": dicom.get("Modality", ""),
-        "content_hash": source.get("content_hash", ""),
-    }

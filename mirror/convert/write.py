@@ -34,10 +34,11 @@ from mirror.convert.values import (
     plan_values,
     stored_dtype,
 )
+from mirror.index.volumes import VOLUME_SCHEMA
 
 log = logging.getLogger(__name__)
 
-SCHEMA = "tcia-mirror/dicom-volume/1"
+SCHEMA = VOLUME_SCHEMA  # the index reads the markers (mirror.index.volumes)
 # zstd clevel 1 (zstd level 1 inside c-blosc): on CT it encodes about 2x faster than clevel 3
 # for about 4 % more bytes (benchmarks/convert.py measures both, results/convert.json).
 BLOSC_CLEVEL = 1

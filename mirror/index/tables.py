@@ -124,7 +124,7 @@ def volumes_table(store: Store, series: pa.Table) -> pa.Table:
 
     if next(iter(store.list(_ZARR_PREFIX)), None) is None:
         return empty("volumes")
-    from mirror.convert import volume_rows
+    from mirror.index.volumes import volume_rows
 
     try:
         rows = volume_rows(store)

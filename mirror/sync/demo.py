@@ -33,11 +33,11 @@ def demo(
     on_server: Callable[[str], None] | None = None,
 ) -> DemoResult:
     from mirror.archive.nbia import NbiaArchive
-    from mirror.archive.sim import SimArchive, serve_archive
+    from mirror.archive.sim import build_preset, serve_archive
     from mirror.sync.ledger import Ledger
     from mirror.sync.service import sync
 
-    sim = SimArchive.preset(preset, seed=seed)
+    sim = build_preset(preset, seed=seed)
     Path(config.dest).mkdir(parents=True, exist_ok=True)
     with serve_archive(sim, host="127.0.0.1", port=0) as server:
         if on_server is not None:

@@ -5,8 +5,6 @@ No I/O here. ``sync``, ``status`` and the reports share the outcome vocabulary b
 
 from __future__ import annotations
 
-import math
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,14 +12,13 @@ from typing import Literal
 
 from mirror.archive.port import SeriesRecord
 from mirror.errors import IntegrityError, SafetyAbort, UsageError
+from mirror.guards import DEFAULT_MAX_DELETE, MaxDelete
 from mirror.layout import DEFAULT_TEMPLATE, series_path
 
 Outcome = Literal["new", "changed", "unchanged", "withdrawn", "retry"]
 State = Literal["planned", "in_progress", "present", "failed", "withdrawn"]
 OUTCOMES: tuple[Outcome, ...] = ("new", "changed", "unchanged", "withdrawn", "retry")
 PENDING_STATES = frozenset({"planned", "in_progress", "failed"})
-
-_MAX_DELETE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,35 +40,6 @@ class LedgerEntry:
     attempts: int = 0
     last_error_class: str = ""
     md5_hierarchy: str = ""  # the archive's getMD5Hierarchy series hash for the held copy
-
-
-@dataclass(frozen=True, slots=True)
-class MaxDelete:
-    """``--max-delete N`` (a count) or ``P%`` (of the series held in the listed scope)."""
-
-    value: float
-    percent: bool
-
-    @classmethod
-    def parse(cls, text: str) -> MaxDelete:
-        match = _MAX_DELETE_RE.fullmatch(text)
-        if not match:
-            raise UsageError(f"--max-delete takes N or P% (got {text!r})")
-        value, percent = float(match.group(1)), bool(match.group(2))
-        if percent and value > 100:
-            raise UsageError(f"--max-delete percentage over 100: {text!r}")
-        return cls(value, percent)
-
-    def limit(self, held: int) -> int:
-        if self.percent:
-            return math.floor(held * self.value / 100)
-        return int(self.value)
-
-    def __str__(self) -> str:
-        return f"{self.value:g}%" if self.percent else f"{int(self.value)}"
-
-
-DEFAULT_MAX_DELETE = MaxDelete(50.0, True)
 
 
 @dataclass(frozen=True, slots=True)

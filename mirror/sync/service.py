@@ -1,9 +1,9 @@
-"""Library entry points the CLI calls: ``sync``, ``status``, ``verify``, ``rebuild_ledger``,
-``demo``.
+"""Library entry points the CLI calls: ``sync``, ``status``, ``verify``, ``rebuild_ledger``.
 
 Each takes frozen configuration, does the work, and returns a small report object; the CLI
 turns that into text and an exit code. ``sync`` lives here; the read-back operations live in
-:mod:`mirror.sync.ops` and the demo in :mod:`mirror.sync.demo` (re-exported below).
+:mod:`mirror.sync.ops`; the demo (:mod:`mirror.sync.demo`) calls ``sync`` and so is not
+re-exported here (that made the two modules import each other).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from mirror.archive.port import Archive
 from mirror.config import SyncConfig
 from mirror.errors import EXIT_LOCKED, StoreError
 from mirror.storage.port import Store
-from mirror.sync.demo import DemoResult, demo
 from mirror.sync.lease import DestinationLease
 from mirror.sync.ledger import Ledger
 from mirror.sync.lock import RunLock
@@ -40,11 +39,9 @@ from mirror.sync.report import RunSummary, write_metrics, write_summary
 from mirror.sync.run import ProgressFn, RunContext, SyncRun
 
 __all__ = [
-    "DemoResult",
     "RebuildReport",
     "StatusReport",
     "VerifyReport",
-    "demo",
     "rebuild_ledger",
     "status",
     "sync",

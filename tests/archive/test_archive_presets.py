@@ -9,14 +9,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from mirror.archive.sim import SimArchive
+from mirror.archive.sim import build_preset
 from mirror.archive.sim.presets import CATALOG_NAME, catalog_candidates, find_catalog
 from mirror.errors import UsageError
 
 
 def test_tiny_shape_and_speed() -> None:
     started = time.process_time()
-    sim = SimArchive.preset("tiny", seed=0)
+    sim = build_preset("tiny", seed=0)
     uids = sim.series_uids()
     for uid in uids:
         sim.true_md5s(uid)  # generates every byte once
@@ -27,7 +27,7 @@ def test_tiny_shape_and_speed() -> None:
 
 
 def test_demo_is_varied() -> None:
-    sim = SimArchive.preset("demo", seed=3)
+    sim = build_preset("demo", seed=3)
     records = [sim.record(u) for u in sim.series_uids()]
     assert 40 <= len(records) <= 80
     assert len({r.collection for r in records}) == 3
@@ -36,12 +36,12 @@ def test_demo_is_varied() -> None:
 
 def test_unknown_preset_is_a_usage_error() -> None:
     with pytest.raises(UsageError):
-        SimArchive.preset("huge")
+        build_preset("huge")
 
 
 @pytest.mark.slow
 def test_tcga_preset_follows_the_catalogue() -> None:
-    sim = SimArchive.preset("tcga", collections=["TCGA-KIRC"], max_series=15, scale=16)
+    sim = build_preset("tcga", collections=["TCGA-KIRC"], max_series=15, scale=16)
     uids = sim.series_uids()
     assert len(uids) == 15
     table = pq.read_table(find_catalog())
@@ -66,12 +66,12 @@ def _strings(values: list[str]) -> object:
 
 
 def test_data_dir_caches_bytes(tmp_path: Path) -> None:
-    sim = SimArchive.preset("tiny", seed=0, data_dir=tmp_path)
+    sim = build_preset("tiny", seed=0, data_dir=tmp_path)
     uid = sim.series_uids()[0]
     first = sim.instance_bytes(uid, 0)
     cached = list(tmp_path.rglob("*.dcm"))
     assert len(cached) == 1 and cached[0].read_bytes() == first
-    assert SimArchive.preset("tiny", seed=0, data_dir=tmp_path).instance_bytes(uid, 0) == first
+    assert build_preset("tiny", seed=0, data_dir=tmp_path).instance_bytes(uid, 0) == first
 
 
 def test_catalog_is_found_only_in_the_documented_places(tmp_path, monkeypatch) -> None:
@@ -89,4 +89,4 @@ def test_missing_catalog_is_a_usage_error_naming_the_places(tmp_path, monkeypatc
     monkeypatch.setenv("MIRROR_CATALOG_DIR", str(tmp_path))
     monkeypatch.setattr(presets, "catalog_candidates", lambda: [tmp_path / CATALOG_NAME])
     with pytest.raises(UsageError, match="MIRROR_CATALOG_DIR"):
-        SimArchive.preset("tcga", collections=["TCGA-KIRC"])
+        build_preset("tcga", collections=["TCGA-KIRC"])

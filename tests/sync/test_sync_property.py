@@ -17,7 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from synchelp import assert_mirror_equals_archive, assert_nothing_partial
 
 from mirror.archive.nbia import NbiaArchive
-from mirror.archive.sim import SimArchive, serve_archive
+from mirror.archive.sim import build_preset, serve_archive
 from mirror.config import ClusterConfig, SyncConfig
 from mirror.sync.ledger import Ledger
 from mirror.sync.plan import MaxDelete
@@ -35,7 +35,7 @@ class Crash(Exception):
 class MirrorMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.sim = SimArchive.preset("tiny", seed=0)
+        self.sim = build_preset("tiny", seed=0)
         self._serving = serve_archive(self.sim, host="127.0.0.1", port=0)
         server = self._serving.__enter__()
         self.archive = NbiaArchive(server.base_url)

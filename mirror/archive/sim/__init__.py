@@ -2,9 +2,9 @@
 
 Usage::
 
-    from mirror.archive.sim import SimArchive, FaultConfig, serve_archive
+    from mirror.archive.sim import FaultConfig, build_preset, serve_archive
 
-    sim = SimArchive.preset("tiny", seed=0)
+    sim = build_preset("tiny", seed=0)
     with serve_archive(sim) as server:
         server.base_url  # http://127.0.0.1:<port>/nbia-api/services/v4/
 """
@@ -13,6 +13,14 @@ from __future__ import annotations
 
 from mirror.archive.sim.faults import FaultConfig
 from mirror.archive.sim.model import SimArchive
+from mirror.archive.sim.presets import build_preset
 from mirror.archive.sim.server import SimServer, serve_archive, start_server
 
-__all__ = ["FaultConfig", "SimArchive", "SimServer", "serve_archive", "start_server"]
+__all__ = [
+    "FaultConfig",
+    "SimArchive",
+    "SimServer",
+    "build_preset",
+    "serve_archive",
+    "start_server",
+]

@@ -17,7 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from mirror.archive.sim import rows
-from mirror.archive.sim.model import SimArchive, SimSeries
+from mirror.archive.sim.model import SimArchive
+from mirror.archive.sim.records import SimSeries
 from mirror.archive.sim.zipstream import ChunkedWriter, EntrySource, write_zip
 
 Params = Mapping[str, str]

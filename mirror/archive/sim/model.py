@@ -12,7 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
@@ -20,43 +20,11 @@ from mirror.archive.port import SeriesRecord
 from mirror.archive.sim import dicomgen
 from mirror.archive.sim.dicomgen import InstanceSpec, make_uid
 from mirror.archive.sim.faults import FaultConfig, FaultState
+from mirror.archive.sim.records import SimInstance, SimSeries
 from mirror.errors import UsageError
 
 DEFAULT_TODAY = date(2025, 1, 15)
 RELEASE_HOUR = 12  # releases happen at noon, so fromDate=<that day> (after 00:00) finds them
-
-
-@dataclass(slots=True)
-class SimInstance:
-    sop_uid: str
-    position: int  # slice index along the normal
-    instance_number: int
-    acquisition_number: int = 1
-    version: int = 0
-
-
-@dataclass(slots=True)
-class SimSeries:
-    uid: str
-    study_uid: str
-    patient_id: str
-    collection: str
-    modality: str
-    rows: int
-    cols: int
-    frame_uid: str
-    series_number: int
-    description: str
-    body_part: str
-    manufacturer: str
-    study_date: date
-    released: datetime
-    max_submission: date
-    instances: list[SimInstance] = field(default_factory=list)
-    visible: bool = True
-    license_name: str = "Creative Commons Attribution 4.0 International License"
-    license_uri: str = "https://creativecommons.org/licenses/by/4.0/"
-    site: str = "SIM"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +68,6 @@ class SimArchive:
         # empty here means "always fresh". Tests fill it (api.cache_collection_md5) to
         # play a cache that lags behind the content.
         self.collection_md5_cache: dict[str, str] = {}
-
-    @classmethod
-    def preset(cls, name: str, seed: int = 0, **kwargs: object) -> SimArchive:
-        """A populated archive: ``tiny`` (tests), ``demo`` or ``tcga``."""
-        from mirror.archive.sim.presets import build_preset
-
-        return build_preset(name, seed=seed, **kwargs)
 
     # --- faults ---------------------------------------------------------------------------
 

@@ -9,12 +9,17 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from mirror.archive.sim.model import SimArchive, SimInstance, SimSeries
+from mirror.archive.sim.records import SimInstance, SimSeries
 
 Row = dict[str, Any]
+
+
+class FileSizes(Protocol):
+    """The one thing a row needs from the archive model (kept narrow: no import of it)."""
+
+    def file_size(self, uid: str) -> int: ...
 
 
 def mdy(value: date) -> str:
@@ -26,7 +31,7 @@ def _compact(row: Row) -> Row:
     return {k: v for k, v in row.items() if v is not None}
 
 
-def series_row(sim: SimArchive, s: SimSeries) -> Row:
+def series_row(sim: FileSizes, s: SimSeries) -> Row:
     """One v4 ``getSeries`` / ``getUpdatedSeries`` row."""
     return _compact(
         {

@@ -1,0 +1,102 @@
+"""The ``volumes`` table's source: the OME-Zarr stores ``mirror convert`` committed.
+
+The index owns the on-store contract it reads (where stores live, the root marker and its
+schema tag); :mod:`mirror.convert` writes to it. Keeping the reader here means the index
+never imports the converter (issue #10: index <-> convert was a cycle).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from mirror.errors import ObjectNotFound, UsageError
+from mirror.layout import safe_component
+from mirror.storage.port import Store
+
+DEFAULT_OUT_PREFIX = "_zarr"
+MARKER = "zarr.json"
+VOLUME_SCHEMA = "tcia-mirror/dicom-volume/1"
+
+
+def check_out_prefix(out_prefix: str) -> str:
+    """One top-level folder starting with ``_``: never a collection folder of the mirror."""
+    name = out_prefix.strip("/")
+    if not name.startswith("_") or "/" in name or safe_component(name[1:]) != name[1:]:
+        raise UsageError(f"--out must be one folder name starting with '_', got {out_prefix!r}")
+    return name
+
+
+def read_marker(store: Store, prefix: str) -> dict[str, Any] | None:
+    """The committed root attributes of a series store, or None when absent/unfinished."""
+    try:
+        meta = json.loads(store.get_bytes(f"{prefix}/{MARKER}"))
+    except ObjectNotFound:
+        return None
+    except ValueError:
+        return None  # a torn or foreign zarr.json counts as not committed
+    attrs = meta.get("attributes") if isinstance(meta, dict) else None
+    dicom = attrs.get("dicom") if isinstance(attrs, dict) else None
+    if not isinstance(dicom, dict) or dicom.get("schema") != VOLUME_SCHEMA:
+        return None
+    return attrs
+
+
+def volume_rows(store: Store, *, out_prefix: str = DEFAULT_OUT_PREFIX) -> list[dict[str, Any]]:
+    """One row per written stack of every committed series store (the ``volumes`` table).
+
+    Columns: series_uid, collection, stack_id, role, store_path (the ``.ome.zarr`` prefix),
+    image_path (group inside it, "" = root), axes, shape, dtype, spacing (NGFF scale of
+    level 0), levels, flags, tilt_deg, regular, missing_slices, fourth_dim, n_instances,
+    modality, content_hash. Stores without a root marker (unfinished) are ignored.
+    """
+    rows: list[dict[str, Any]] = []
+    for prefix in _store_prefixes(store, out_prefix):
+        attrs = read_marker(store, prefix)
+        if attrs is None:
+            continue
+        for stack in attrs["dicom"].get("stacks", []):
+            if stack.get("status") == "written":
+                rows.append(_row(store, prefix, attrs, stack))
+    return rows
+
+
+def _store_prefixes(store: Store, out_prefix: str) -> Iterator[str]:
+    base = check_out_prefix(out_prefix)
+    for key in store.list(base):
+        parts = key.split("/")
+        if len(parts) == 4 and parts[2].endswith(".ome.zarr") and parts[3] == MARKER:
+            yield "/".join(parts[:3])
+
+
+def _row(store: Store, prefix: str, root: dict[str, Any], stack: dict[str, Any]) -> dict[str, Any]:
+    image = root
+    if stack["path"]:
+        raw = json.loads(store.get_bytes(f"{prefix}/{stack['path']}/{MARKER}"))
+        image = raw.get("attributes", {})
+    dicom = image.get("dicom", {})
+    checks = dicom.get("geometry_checks", {})
+    datasets = image.get("ome", {}).get("multiscales", [{}])[0].get("datasets", [])
+    source = root["dicom"].get("source", {})
+    return {
+        "series_uid": root["dicom"].get("SeriesInstanceUID"),
+        "collection": root["dicom"].get("collection", ""),
+        "stack_id": stack["id"],
+        "role": stack["role"],
+        "store_path": prefix,
+        "image_path": stack["path"],
+        "axes": stack["axes"],
+        "shape": stack["shape"],
+        "dtype": stack["dtype"],
+        "spacing": stack["spacing"],
+        "levels": len(datasets),
+        "flags": stack["flags"],
+        "tilt_deg": checks.get("tilt_deg"),
+        "regular": checks.get("regular"),
+        "missing_slices": checks.get("missing_slice_indices", []),
+        "fourth_dim": (dicom.get("fourth_dimension") or {}).get("key", ""),
+        "n_instances": stack["n_instances"],
+        "modality": dicom.get("Modality", ""),
+        "content_hash": source.get("content_hash", ""),
+    }
