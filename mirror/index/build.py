@@ -17,6 +17,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mirror.errors import UsageError
+from mirror.index.discover import (
+    ZARR_FOLDER,
+    child_folders,
+    find_sidecars,
+    read_volume_rows,
+    zarr_stores,
+)
 from mirror.index.publish import (
     Pointer,
     collect_garbage,
@@ -36,7 +43,7 @@ from mirror.index.tables import (
     write_part,
 )
 from mirror.index.tasks import BatchResult, carry_part, extract_batch, read_sidecars
-from mirror.layout import RESERVED_PREFIXES, SIDECAR_NAME, SeriesSidecar
+from mirror.layout import SeriesSidecar
 from mirror.storage.port import Store
 
 if TYPE_CHECKING:
@@ -87,7 +94,8 @@ def build_index(
                  previous.schema_version, SCHEMA_VERSION)
         previous = None
     snapshot_id = new_snapshot_id(now)
-    plan = _plan(run, store, previous, exclude)
+    top = child_folders(store)
+    plan = _plan(run, store, find_sidecars(store, top), previous, exclude)
     files = _carry(run, previous, snapshot_id, _stale_paths(plan.old, plan.stale))
     log.info("index build %s: %d series, %d to extract, %d stale",
              snapshot_id, len(plan.sidecars), len(plan.todo), len(plan.stale))
@@ -96,7 +104,8 @@ def build_index(
     for table, key, rows in (f for r in results for f in r.files):
         files[table].append((key, rows))
     series = _merge_series(plan.old, plan.stale, results)
-    _write_collections(store, snapshot_id, series, files)
+    volumes = _volume_rows(run, store, series) if ZARR_FOLDER in top else []
+    _write_collections(store, snapshot_id, series, volumes, files)
     pointer = _pointer(snapshot_id, files, now)
     publish(store, pointer)
     deleted = collect_garbage(store, keep, snapshot_id)
@@ -116,10 +125,11 @@ class _Plan:
 
 
 def _plan(
-    run: _Runner, store: Store, previous: Pointer | None, exclude: Collection[str]
+    run: _Runner, store: Store, keys: list[str], previous: Pointer | None,
+    exclude: Collection[str],
 ) -> _Plan:
     sidecars = {s.series_uid: s
-                for chunk in run.map(read_sidecars, _chunks(find_sidecars(store), 200))
+                for chunk in run.map(read_sidecars, _chunks(keys, 200))
                 for s in chunk if s.series_uid not in exclude}
     old = _previous_series(store, previous)
     old_keys = _keys(old)
@@ -158,12 +168,6 @@ class _Runner:
             return [fn(self.store, *a) for a in items]
         futures = [self.client.submit(fn, self.store, *a, pure=False) for a in items]
         return list(self.client.gather(futures))
-
-
-def find_sidecars(store: Store) -> list[str]:
-    """Keys of every committed series' sidecar, outside the reserved folders."""
-    return sorted(k for k in store.list("")
-                  if k.endswith("/" + SIDECAR_NAME) and k.split("/", 1)[0] not in RESERVED_PREFIXES)
 
 
 def _chunks(items: Sequence[str], size: int) -> list[list[str]]:
@@ -240,13 +244,22 @@ def _merge_series(old: pa.Table, stale: set[str], results: list[BatchResult]) ->
     return pa.concat_tables([old.filter(keep), *(r.series for r in results)])
 
 
+def _volume_rows(run: _Runner, store: Store, series: pa.Table) -> list[dict[str, Any]]:
+    """Stack rows of the converted stores of ``series``, from their root metadata."""
+    pairs = zip(series.column("Collection").to_pylist(),
+                series.column("SeriesInstanceUID").to_pylist(), strict=True)
+    prefixes = zarr_stores(store, pairs)
+    return [row for chunk in run.map(read_volume_rows, _chunks(prefixes, 200)) for row in chunk]
+
+
 def _write_collections(
-    store: Store, snapshot_id: str, series: pa.Table, files: dict[str, list[tuple[str, int]]]
+    store: Store, snapshot_id: str, series: pa.Table, volume_rows: list[dict[str, Any]],
+    files: dict[str, list[tuple[str, int]]],
 ) -> None:
     """Write the series table and the tables derived from it, one file per collection."""
     series = series.sort_by([("collection_id", "ascending"), ("PatientID", "ascending"),
                              ("SeriesInstanceUID", "ascending")])
-    volumes = volumes_table(store, series).sort_by("collection_id")
+    volumes = volumes_table(volume_rows, series).sort_by("collection_id")
     for table, data in {"series": series, **derive(series), "volumes": volumes}.items():
         for cid, start, length in _runs(data.column("collection_id").to_pylist()):
             key = part_key(snapshot_id, table, cid, "part-0")
