@@ -99,8 +99,9 @@ def build_index(
     files = _carry(run, previous, snapshot_id, _stale_paths(plan.old, plan.stale))
     log.info("index build %s: %d series, %d to extract, %d stale",
              snapshot_id, len(plan.sidecars), len(plan.todo), len(plan.stale))
+    size = batch_size(sum(s.image_count for s in plan.todo), run.slots(), batch_files)
     results = run.map(extract_batch, [(snapshot_id, cid, batch)
-                                      for cid, batch in _batches(plan.todo, batch_files)])
+                                      for cid, batch in _batches(plan.todo, size)])
     for table, key, rows in (f for r in results for f in r.files):
         files[table].append((key, rows))
     series = _merge_series(plan.old, plan.stale, results)
@@ -162,6 +163,12 @@ class _Runner:
         self.client = client
         self.store = store
 
+    def slots(self) -> int:
+        """How many tasks run at once (worker threads; 1 inline)."""
+        if self.client is None:
+            return 1
+        return max(1, sum(self.client.nthreads().values()))
+
     def map(self, fn: Callable[..., R], args: Iterable[Any]) -> list[R]:
         items = [a if isinstance(a, tuple) else (a,) for a in args]
         if self.client is None:
@@ -217,22 +224,37 @@ def _carry(
     return files
 
 
+MIN_BATCH_FILES = 50  # below this, per-task and per-part-file costs outweigh the balance
+
+
+def batch_size(files: int, slots: int, most: int) -> int:
+    """Files per extraction task: at most ``most``, and few enough that every worker slot
+    gets about four tasks, so the last long task does not leave the other workers idle."""
+    return max(min(MIN_BATCH_FILES, most), min(most, -(-files // (4 * slots))))
+
+
 def _batches(todo: list[SeriesSidecar], batch_files: int) -> list[tuple[str, list[SeriesSidecar]]]:
-    """Series grouped per collection into batches of about ``batch_files`` instances."""
+    """Series grouped per collection into batches of about ``batch_files`` instances.
+
+    Largest first: the scheduler starts tasks in submission order, and a big batch
+    started last would finish alone.
+    """
     by_cid: dict[str, list[SeriesSidecar]] = defaultdict(list)
     for sidecar in sorted(todo, key=lambda s: s.path):
         by_cid[collection_id(sidecar.collection)].append(sidecar)
     out: list[tuple[str, list[SeriesSidecar]]] = []
     for cid, group in sorted(by_cid.items()):
         batch: list[SeriesSidecar] = []
+        files = 0
         for sidecar in group:
             batch.append(sidecar)
-            if sum(s.image_count for s in batch) >= batch_files:
+            files += sidecar.image_count
+            if files >= batch_files:
                 out.append((cid, batch))
-                batch = []
+                batch, files = [], 0
         if batch:
             out.append((cid, batch))
-    return out
+    return sorted(out, key=lambda b: -sum(s.image_count for s in b[1]))
 
 
 def _merge_series(old: pa.Table, stale: set[str], results: list[BatchResult]) -> pa.Table:
