@@ -167,7 +167,7 @@ class _Runner:
         """How many tasks run at once (worker threads; 1 inline)."""
         if self.client is None:
             return 1
-        return max(1, sum(self.client.nthreads().values()))
+        return max(1, int(sum(self.client.nthreads().values())))
 
     def map(self, fn: Callable[..., R], args: Iterable[Any]) -> list[R]:
         items = [a if isinstance(a, tuple) else (a,) for a in args]

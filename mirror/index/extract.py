@@ -17,9 +17,7 @@ from datetime import UTC, datetime
 from functools import cache, partial
 from typing import Any
 
-from mirror.index.rawvalues import ValueProblem as ValueProblem
-from mirror.index.rawvalues import column_value
-from mirror.index.rawvalues import parse_date as parse_date
+from mirror.index.rawvalues import ValueProblem, column_value, parse_date
 from mirror.index.schema import ELEMENTS, Element, Kind, collection_id
 from mirror.layout import SeriesSidecar
 from mirror.storage.port import Store

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import re
 import struct
-from datetime import date
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 from mirror.index.schema import Kind
