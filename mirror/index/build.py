@@ -43,7 +43,7 @@ from mirror.index.tables import (
     write_part,
 )
 from mirror.index.tasks import BatchResult, carry_part, extract_batch, read_sidecars
-from mirror.layout import SeriesSidecar
+from mirror.layout import SIDECAR_NAME, SeriesSidecar
 from mirror.storage.port import Store
 
 if TYPE_CHECKING:
@@ -95,16 +95,17 @@ def build_index(
         previous = None
     snapshot_id = new_snapshot_id(now)
     top = child_folders(store)
-    plan = _plan(run, store, find_sidecars(store, top), previous, exclude)
+    listing = find_sidecars(store, top)
+    plan = _plan(run, store, listing, previous, exclude)
     files = _carry(run, previous, snapshot_id, _stale_paths(plan.old, plan.stale))
-    log.info("index build %s: %d series, %d to extract, %d stale",
-             snapshot_id, len(plan.sidecars), len(plan.todo), len(plan.stale))
+    log.info("index build %s: %d series, %d sidecars read, %d to extract, %d stale",
+             snapshot_id, len(plan.present), plan.read, len(plan.todo), len(plan.stale))
     size = batch_size(sum(s.image_count for s in plan.todo), run.slots(), batch_files)
     results = run.map(extract_batch, [(snapshot_id, cid, batch)
                                       for cid, batch in _batches(plan.todo, size)])
     for table, key, rows in (f for r in results for f in r.files):
         files[table].append((key, rows))
-    series = _merge_series(plan.old, plan.stale, results)
+    series = _with_stamps(_merge_series(plan.old, plan.stale, results), listing)
     volumes = _volume_rows(run, store, series) if ZARR_FOLDER in top else []
     _write_collections(store, snapshot_id, series, volumes, files)
     pointer = _pointer(snapshot_id, files, now)
@@ -112,32 +113,59 @@ def build_index(
     deleted = collect_garbage(store, keep, snapshot_id)
     return BuildReport(snapshot_id, series.num_rows, len(plan.todo),
                        series.num_rows - len(plan.todo),
-                       len([u for u in plan.stale if u not in plan.sidecars]),
+                       len([u for u in plan.stale if u not in plan.present]),
                        pointer.rows.get("instances", 0), pointer.rows.get("errors", 0),
                        tuple(deleted))
 
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    sidecars: dict[str, SeriesSidecar]  # committed series to index, by UID
+    present: set[str]  # UIDs of the committed series to index
+    read: int  # sidecars read (the rest were unchanged in the listing)
     old: pa.Table  # the previous snapshot's series table
     todo: list[SeriesSidecar]  # new or changed: headers to read
     stale: set[str]  # previous rows that must not be carried (changed or gone)
 
 
 def _plan(
-    run: _Runner, store: Store, keys: list[str], previous: Pointer | None,
+    run: _Runner, store: Store, listing: dict[str, str], previous: Pointer | None,
     exclude: Collection[str],
 ) -> _Plan:
-    sidecars = {s.series_uid: s
-                for chunk in run.map(read_sidecars, _chunks(keys, 200))
-                for s in chunk if s.series_uid not in exclude}
+    """Which series to extract, carry and drop.
+
+    A sidecar whose listing stamp equals the one its previous row was built from is not
+    read: that series is carried as it is. The others are read, and re-extracted when
+    their ``content_hash``, ``series_version`` or folder changed.
+    """
     old = _previous_series(store, previous)
     old_keys = _keys(old)
+    unchanged = _unchanged(old, listing)
+    to_read = [f"{path}/{SIDECAR_NAME}" for path in listing if path not in unchanged]
+    sidecars = {s.series_uid: s
+                for chunk in run.map(read_sidecars, _chunks(to_read, 200))
+                for s in chunk if s.series_uid not in exclude}
+    present = {uid for uid in unchanged.values() if uid not in exclude} | set(sidecars)
     todo = [s for s in sidecars.values() if _key_of(s) != old_keys.get(s.series_uid)]
     changed = {s.series_uid for s in todo}
-    stale = {uid for uid in old_keys if uid not in sidecars or uid in changed}
-    return _Plan(sidecars, old, todo, stale)
+    stale = {uid for uid in old_keys if uid not in present or uid in changed}
+    return _Plan(present, len(to_read), old, todo, stale)
+
+
+def _unchanged(old: pa.Table, listing: dict[str, str]) -> dict[str, str]:
+    """``{series folder: UID}`` of previous rows whose sidecar stamp is listed unchanged."""
+    cols = [old.column(c).to_pylist()
+            for c in ("series_path", "sidecar_stamp", "SeriesInstanceUID")]
+    return {path: uid for path, stamp, uid in zip(*cols, strict=True)
+            if stamp and listing.get(path) == stamp}
+
+
+def _with_stamps(series: pa.Table, listing: dict[str, str]) -> pa.Table:
+    """``series`` with each row's ``sidecar_stamp`` taken from this build's listing."""
+    import pyarrow as pa
+
+    stamps = [listing.get(path) for path in series.column("series_path").to_pylist()]
+    index = series.schema.get_field_index("sidecar_stamp")
+    return series.set_column(index, "sidecar_stamp", pa.array(stamps, pa.string()))
 
 
 def withdrawn_series(dest: str, state_dir: str | None = None) -> frozenset[str]:

@@ -42,14 +42,41 @@ def child_folders(store: Store, prefix: str = "") -> list[str]:
                   for e in entries if e.get("type") == "directory")
 
 
-def find_sidecars(store: Store, top: Iterable[str] | None = None) -> list[str]:
-    """Keys of every committed series' sidecar, listing only the collection folders.
+# Listing fields that change whenever an object is rewritten (local: a new inode and mtime
+# from the atomic rename; S3: ETag and LastModified; memory: creation time).
+_CHANGE_FIELDS = ("ino", "mtime", "ETag", "LastModified", "created")
 
-    ``top`` is the destination's top-level folders when the caller has them already.
+
+def stamp(info: dict[str, Any]) -> str:
+    """What the listing says about one sidecar version; ``""`` when it cannot tell versions
+    apart (then the sidecar is always read)."""
+    changes = [str(info[k]) for k in _CHANGE_FIELDS if info.get(k) not in (None, "")]
+    return "|".join([str(info.get("size", "")), *changes]) if changes else ""
+
+
+def find_sidecars(store: Store, top: Iterable[str] | None = None) -> dict[str, str]:
+    """``{series folder: sidecar stamp}`` of every committed series.
+
+    Lists the collection folders only (``top``: the destination's top-level folders, when
+    the caller has them), with each object's listing details, so that a build reads again
+    only the sidecars whose stamp changed since the previous snapshot.
     """
-    folders = child_folders(store) if top is None else top
-    return sorted(key for folder in folders if folder not in RESERVED_PREFIXES
-                  for key in store.list(folder + "/") if key.endswith("/" + SIDECAR_NAME))
+    fs, root = store.filesystem()
+    base = root.rstrip("/")
+    found: dict[str, str] = {}
+    for folder in child_folders(store) if top is None else top:
+        if folder in RESERVED_PREFIXES:
+            continue
+        try:
+            listing: dict[str, dict[str, Any]] = fs.find(f"{base}/{folder}", detail=True)
+        except OSError as exc:
+            raise StoreError(f"list {store.url}/{folder}: {exc}") from exc
+        for path, info in listing.items():
+            key = path[len(base) + 1 :] if path.startswith(base + "/") else ""
+            folder_of, _, name = key.rpartition("/")
+            if name == SIDECAR_NAME and folder_of:
+                found[folder_of] = stamp(info)
+    return dict(sorted(found.items()))
 
 
 def zarr_stores(store: Store, series: Iterable[tuple[str, str]]) -> list[str]:

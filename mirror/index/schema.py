@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: series.sidecar_stamp
 PARTITION_COLUMN = "collection_id"
 TABLES = ("collections", "patients", "studies", "series", "instances", "errors", "volumes")
 
@@ -128,6 +128,9 @@ SERIES_COLUMNS: tuple[tuple[str, str], ...] = (
     ("Collection", "str"), ("series_path", "str"), ("content_hash", "str"),
     ("series_version", "int"), ("synced_at", "timestamp"), ("run_id", "str"),
     ("unreadable_instances", "int"),
+    # the listing's size/mtime/ETag of the sidecar this row was built from: an unchanged
+    # stamp means the sidecar is not read again (mirror.index.discover.stamp)
+    ("sidecar_stamp", "str"),
 )
 
 

@@ -128,11 +128,13 @@ def test_incremental_build_after_add_change_and_withdraw(store, tree):
     assert sum(counts.values()) == second.instances
 
 
-def test_unchanged_rebuild_reads_no_headers(store, tree, monkeypatch):
+def test_unchanged_rebuild_reads_no_headers_and_no_sidecars(store, tree, monkeypatch):
     build_index(store)
     calls = []
     monkeypatch.setattr("mirror.index.extract.read_header",
                         lambda fh: calls.append(1) or pytest.fail("header re-read"))
+    monkeypatch.setattr("mirror.index.tasks.SeriesSidecar.from_json",
+                        lambda raw: pytest.fail("sidecar re-read"))
     report = build_index(store)
     assert (report.extracted, report.carried, report.series) == (0, len(tree), len(tree))
     assert not calls

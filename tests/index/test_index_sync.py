@@ -103,11 +103,15 @@ class CountingStore:
     """A Store that records which objects a build opens (DICOM files vs everything else)."""
 
     def __init__(self, inner: Store) -> None:
-        self.inner, self.opened = inner, []
+        self.inner, self.opened, self.got = inner, [], []
 
     def open_read(self, key: str):
         self.opened.append(key)
         return self.inner.open_read(key)
+
+    def get_bytes(self, key: str) -> bytes:
+        self.got.append(key)
+        return self.inner.get_bytes(key)
 
     def __getattr__(self, name: str):
         return getattr(self.inner, name)
@@ -141,3 +145,6 @@ def test_build_after_a_sync_reads_only_the_changed_series(mirrored, sim, monkeyp
     expected = sum(len(sim.get_series(u).instances) for u in changed)
     assert len(dicom_reads) == len(headers) == expected  # each changed file read once
     assert uids[1] not in folders
+    # only the rewritten sidecars are read: the listing shows the others unchanged
+    sidecar_reads = {k.rsplit("/", 1)[0] for k in counting.got if k.endswith("/_series.json")}
+    assert sidecar_reads == {folders[u] for u in changed}

@@ -37,18 +37,23 @@ def test_volumes_join_series_and_drop_stale_conversions(store, tree):
 
 
 class _RefusingFs:
-    """An fsspec filesystem that answers one-level listings only, never inside a store."""
+    """An fsspec filesystem that lists ``_zarr/`` one level at a time, never inside a store."""
 
-    def __init__(self, inner: object, calls: list[str]) -> None:
-        self.inner, self.calls = inner, calls
+    def __init__(self, inner: object, calls: list[str], finds: list[str]) -> None:
+        self.inner, self.calls, self.finds = inner, calls, finds
 
     def ls(self, path: str, **kw: object) -> object:
         assert ".ome.zarr" not in path, f"listed inside a Zarr store: {path}"
         self.calls.append(path)
         return self.inner.ls(path, **kw)  # type: ignore[attr-defined]
 
+    def find(self, path: str, **kw: object) -> object:
+        assert "/_zarr" not in path and not path.endswith("_zarr"), f"recursive listing: {path}"
+        self.finds.append(path)
+        return self.inner.find(path, **kw)  # type: ignore[attr-defined]
+
     def __getattr__(self, name: str) -> object:
-        if name in {"find", "walk", "glob", "du", "expand_path"}:
+        if name in {"walk", "glob", "du", "expand_path"}:
             raise AssertionError(f"recursive listing through fs.{name}")
         return getattr(self.inner, name)
 
@@ -57,7 +62,7 @@ class NoChunkListing:
     """A Store that fails any listing that could reach a chunk key under ``_zarr/``."""
 
     def __init__(self, inner: Store) -> None:
-        self.inner, self.lists, self.ls_calls = inner, [], []
+        self.inner, self.lists, self.ls_calls, self.finds = inner, [], [], []
 
     def list(self, prefix: str = ""):
         assert prefix and not prefix.startswith("_zarr"), f"recursive listing of {prefix!r}"
@@ -66,7 +71,7 @@ class NoChunkListing:
 
     def filesystem(self):
         fs, root = self.inner.filesystem()
-        return _RefusingFs(fs, self.ls_calls), root
+        return _RefusingFs(fs, self.ls_calls, self.finds), root
 
     def __getattr__(self, name: str):
         return getattr(self.inner, name)
@@ -84,6 +89,7 @@ def test_volumes_come_from_root_metadata_without_listing_chunks(store, tree):
     rows = query(store, "SELECT SeriesInstanceUID, shape FROM volumes ORDER BY 1").to_pylist()
     assert [r["SeriesInstanceUID"] for r in rows] == sorted(s.series_uid for s in ct)
     # collection folders and the snapshots area are listed; _zarr only one level at a time
-    assert {p.split("/")[0] for p in guarded.lists} <= {"TCGA-LUAD", "LIDC-IDRI", "_index"}
+    assert sorted(p.rsplit("/", 1)[1] for p in guarded.finds) == ["LIDC-IDRI", "TCGA-LUAD"]
+    assert {p.split("/")[0] for p in guarded.lists} <= {"_index"}
     zarr_ls = sorted(p.split("/_zarr", 1)[1] for p in guarded.ls_calls if "/_zarr" in p)
     assert zarr_ls == ["", *sorted({f"/{s.collection}" for s in ct})]
