@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
+from functools import cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -208,11 +209,13 @@ def table_columns(table: str) -> tuple[tuple[str, str], ...]:
     return instances_columns() if table == "instances" else COLUMNS[table]
 
 
+@cache  # Arrow schemas are immutable; building one costs more than a small part write
 def schema(table: str) -> pa.Schema:
     """The Arrow schema of ``table`` (including the partition column)."""
     return _schema(table_columns(table))
 
 
+@cache
 def file_schema(table: str) -> pa.Schema:
     """The schema stored inside each Parquet file (the partition column lives in the path)."""
     full = schema(table)
