@@ -11,6 +11,7 @@ metadata (:func:`mirror.convert.pipeline.store_volume_rows`), never from its key
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -58,25 +59,53 @@ def find_sidecars(store: Store, top: Iterable[str] | None = None) -> dict[str, s
     """``{series folder: sidecar stamp}`` of every committed series.
 
     Lists the collection folders only (``top``: the destination's top-level folders, when
-    the caller has them), with each object's listing details, so that a build reads again
+    the caller has them), with each sidecar's listing details, so that a build reads again
     only the sidecars whose stamp changed since the previous snapshot.
     """
+    folders = [f for f in (child_folders(store) if top is None else top)
+               if f not in RESERVED_PREFIXES]
     fs, root = store.filesystem()
     base = root.rstrip("/")
     found: dict[str, str] = {}
-    for folder in child_folders(store) if top is None else top:
-        if folder in RESERVED_PREFIXES:
-            continue
-        try:
-            listing: dict[str, dict[str, Any]] = fs.find(f"{base}/{folder}", detail=True)
-        except OSError as exc:
-            raise StoreError(f"list {store.url}/{folder}: {exc}") from exc
-        for path, info in listing.items():
-            key = path[len(base) + 1 :] if path.startswith(base + "/") else ""
-            folder_of, _, name = key.rpartition("/")
-            if name == SIDECAR_NAME and folder_of:
-                found[folder_of] = stamp(info)
+    for folder in folders:
+        listing = _local_sidecars(base, folder) if store.capabilities.local else (
+            _listed_sidecars(fs, base, folder))
+        found.update(listing)
     return dict(sorted(found.items()))
+
+
+def _listed_sidecars(fs: Any, base: str, folder: str) -> dict[str, str]:
+    try:
+        listing: dict[str, dict[str, Any]] = fs.find(f"{base}/{folder}", detail=True)
+    except OSError as exc:
+        raise StoreError(f"list {base}/{folder}: {exc}") from exc
+    found: dict[str, str] = {}
+    for path, info in listing.items():
+        key = path[len(base) + 1 :] if path.startswith(base + "/") else ""
+        series, _, name = key.rpartition("/")
+        if name == SIDECAR_NAME and series:
+            found[series] = stamp(info)
+    return found
+
+
+def _local_sidecars(base: str, folder: str) -> dict[str, str]:
+    """The same from a local walk that stats only the sidecars (a DICOM file is one
+    directory entry, not a stat: a mirror holds a hundred of them per sidecar)."""
+    found: dict[str, str] = {}
+    try:
+        for dirpath, _, filenames in os.walk(os.path.join(base, folder), onerror=_raise):
+            if SIDECAR_NAME in filenames:
+                st = os.stat(os.path.join(dirpath, SIDECAR_NAME))
+                series = os.path.relpath(dirpath, base).replace(os.sep, "/")
+                found[series] = stamp({"size": st.st_size, "ino": st.st_ino,
+                                       "mtime": st.st_mtime})
+    except OSError as exc:
+        raise StoreError(f"list {base}/{folder}: {exc}") from exc
+    return found
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
 
 
 def zarr_stores(store: Store, series: Iterable[tuple[str, str]]) -> list[str]:
