@@ -1,9 +1,11 @@
 """Incremental index build: scan committed series, extract what changed, publish a snapshot.
 
 Only series whose ``_series.json`` exists count (the sidecar is the commit marker, and
-nothing under ``.staging/`` or the other reserved folders is read). A series is re-extracted
-when its ``content_hash``, ``series_version`` or folder differs from the previous snapshot;
-everything else is carried forward from the previous snapshot's files.
+nothing under ``.staging/`` or the other reserved folders is read). A sidecar is read only
+when its listing stamp changed since the previous snapshot, and a series is re-extracted when
+its ``content_hash``, ``series_version`` or folder differs from the previous snapshot;
+everything else is carried forward from the previous snapshot's files, so the work follows
+the change, not the mirror's size (apart from the listing itself).
 """
 
 from __future__ import annotations
