@@ -27,8 +27,9 @@ from mirror.index.volumes import (
     MARKER,
     check_out_prefix,
     read_marker,
+    series_zarr_prefix,
 )
-from mirror.layout import SeriesSidecar, check_uid, safe_component
+from mirror.layout import SeriesSidecar, check_uid
 from mirror.storage.port import Store
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,7 @@ class ConversionResult:
 
 def zarr_prefix(sidecar: SeriesSidecar, out_prefix: str = DEFAULT_OUT_PREFIX) -> str:
     """Where a series' store lives: ``_zarr/<Collection>/<SeriesInstanceUID>.ome.zarr``."""
-    collection = safe_component(sidecar.collection or "unknown")
-    base = check_out_prefix(out_prefix)
-    return f"{base}/{collection}/{check_uid(sidecar.series_uid)}.ome.zarr"
+    return series_zarr_prefix(sidecar.collection, sidecar.series_uid, out_prefix)
 
 
 def convert_series(

@@ -25,8 +25,14 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
         with client_cls(scheduler) as client:
             yield client
         return
+    import dask
+
     n = workers or min(4, os.cpu_count() or 1)
+    # The workers' statistical profiler walks every thread's stack 100 times a second under
+    # the GIL: a few per cent of a pure-Python parse, for a dashboard no one watches here.
+    # (Nannies hand this config to the worker processes they start.)
     with (
+        dask.config.set({"distributed.worker.profile.enabled": False}),
         cluster_cls(n_workers=n, threads_per_worker=1, processes=True,
                     dashboard_address=":0", silence_logs=logging.WARNING) as cluster,
         client_cls(cluster) as client,

@@ -7,14 +7,17 @@ exception that stops the build.
 
 from __future__ import annotations
 
+import io
 import logging
-import re
+import struct
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from functools import cache, partial
 from typing import Any
 
+from mirror.index.rawvalues import ValueProblem, column_value, parse_date
 from mirror.index.schema import ELEMENTS, Element, Kind, collection_id
 from mirror.layout import SeriesSidecar
 from mirror.storage.port import Store
@@ -22,12 +25,7 @@ from mirror.storage.port import Store
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
-_DATE = re.compile(r"^(\d{4})\.?(\d{2})\.?(\d{2})$")
 _SEQUENCES = frozenset(e.sequence for e in ELEMENTS if e.sequence)
-
-
-class ValueProblem(ValueError):
-    """A header value that does not fit the column type."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,17 +35,6 @@ class Extracted:
     instances: list[Row]
     series: list[Row]
     errors: list[Row]
-
-
-def parse_date(text: str) -> date:
-    """DICOM DA (``YYYYMMDD``, or ACR-NEMA ``YYYY.MM.DD``) as a date."""
-    match = _DATE.match(text.strip())
-    if not match:
-        raise ValueProblem(f"not a DICOM date: {text[:40]!r}")
-    try:
-        return date(int(match[1]), int(match[2]), int(match[3]))
-    except ValueError as exc:
-        raise ValueProblem(f"not a DICOM date: {text[:40]!r}") from exc
 
 
 def _is_multi(value: Any) -> bool:
@@ -83,18 +70,30 @@ def convert(value: Any, kind: Kind) -> Any:
 
 
 @cache
-def _tags() -> tuple[tuple[int, Element], ...]:
-    """``(tag, element)`` for the top-level elements (sequence items are looked up apart)."""
+def _tags() -> tuple[tuple[int, Element, str], ...]:
+    """``(tag, element, dictionary VR)`` of the top-level elements (sequence items apart)."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    return tuple((int(tag_for_keyword(e.keyword) or 0), e, dictionary_VR(e.keyword))
+                 for e in ELEMENTS if not e.sequence)
+
+
+@cache
+def _sequences() -> tuple[tuple[int, str, tuple[Element, ...]], ...]:
+    """``(tag, keyword, elements read from its first item)`` of each indexed sequence."""
     from pydicom.datadict import tag_for_keyword
 
-    return tuple((int(tag_for_keyword(e.keyword) or 0), e) for e in ELEMENTS if not e.sequence)
+    return tuple((int(tag_for_keyword(seq) or 0), seq,
+                  tuple(e for e in ELEMENTS if e.sequence == seq)) for seq in sorted(_SEQUENCES))
 
 
 def _sequence_values(ds: Any, row: Row, problems: list[tuple[str, str]]) -> None:
-    for sequence in _SEQUENCES:
-        seq = ds.get(sequence) if sequence in ds else None
+    for tag, sequence, elements in _sequences():
+        if tag not in ds._dict:
+            continue  # the columns stay None, as for any absent element
+        seq = ds.get(sequence)
         item = seq[0] if seq else None
-        for element in (e for e in ELEMENTS if e.sequence == sequence):
+        for element in elements:
             _store(row, problems, element, partial(_item_value, item, element.keyword))
 
 
@@ -102,22 +101,7 @@ def _item_value(item: Any, keyword: str) -> Any:
     return item.get(keyword) if item is not None else None
 
 
-# Value representations whose bytes do not depend on the character set: for these,
-# pydicom's own value converter can run on the raw element directly.
-_PLAIN_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI",
-                        "US", "SS", "UL", "SL", "FL", "FD"})
-
-
-def _element_value(ds: Any, tag: int, raw_type: Any, convert_value: Any) -> Any:
-    """pydicom's value of ``tag``, skipping the DataElement machinery when it is safe.
-
-    ``Dataset.__getitem__`` builds a DataElement through hooks and validation for each
-    access, which costs more than parsing the header; ``pydicom.values.convert_value`` on
-    the still-raw element gives the same value (the tests compare against ``ds[tag]``).
-    """
-    raw = ds._dict.get(tag)
-    if isinstance(raw, raw_type) and raw.VR in _PLAIN_VRS and raw.value is not None:
-        return convert_value(raw.VR, raw)
+def _pydicom_value(ds: Any, tag: int) -> Any:
     return ds[tag].value
 
 
@@ -130,19 +114,31 @@ def _store(row: Row, problems: list[tuple[str, str]], element: Element, read: An
 
 
 def header_values(ds: Any) -> tuple[Row, list[tuple[str, str]]]:
-    """Every :data:`ELEMENTS` value of a dataset, plus (keyword, reason) for bad ones."""
+    """Every :data:`ELEMENTS` value of a dataset, plus (keyword, reason) for bad ones.
+
+    Each element the file has is decoded from its raw bytes when
+    :func:`~mirror.index.rawvalues.column_value` can (most elements of most files: it skips
+    pydicom's DataElement machinery, which costs more than parsing the header); otherwise,
+    and for every value that does not fit its column, pydicom reads it (``ds[tag]``), so
+    the row and the problems are the ones pydicom's reading gives.
+    """
     from pydicom.dataelem import RawDataElement
-    from pydicom.values import convert_value
 
     row: Row = dict.fromkeys((e.keyword for e in ELEMENTS), None)
     problems: list[tuple[str, str]] = []
-    present = set(ds.keys())
-    # Only touch the elements the file has: attribute access by keyword costs a
-    # dictionary walk per name, and most of the ~110 names are absent from any one file.
-    for tag, element in _tags():
-        if tag in present:
-            read = partial(_element_value, ds, tag, RawDataElement, convert_value)
-            _store(row, problems, element, read)
+    found = ds._dict  # tag -> RawDataElement until someone reads it through the Dataset
+    for tag, element, dictionary_vr in _tags():
+        raw = found.get(tag)
+        if raw is None:
+            continue
+        if type(raw) is RawDataElement and raw.value is not None:
+            try:
+                row[element.keyword] = column_value(raw.value, raw.VR or dictionary_vr,
+                                                    raw.is_little_endian, element.kind)
+                continue
+            except ValueError:
+                pass  # pydicom decides (and a value that does not fit is recorded there)
+        _store(row, problems, element, partial(_pydicom_value, ds, tag))
     _sequence_values(ds, row, problems)
     meta = getattr(ds, "file_meta", None)
     tsuid = meta.get("TransferSyntaxUID") if meta is not None else None
@@ -150,10 +146,39 @@ def header_values(ds: Any) -> tuple[Row, list[tuple[str, str]]]:
     return row, problems
 
 
+# Headers are parsed from memory: pydicom asks a real file for its position before every
+# element, and each ``tell()`` on a buffered file is an lseek system call (~270 per CT
+# header, a fifth of the parse). 64 KiB holds the whole header of almost every file.
+HEADER_PREFIX = 64 * 1024
+# (7FE0,0010) Pixel Data, (7FE0,0008) Float and (7FE0,0009) Double Float Pixel Data,
+# in both byte orders: where pydicom rewinds to when it stops before the pixels.
+_PIXEL_TAGS = frozenset(struct.pack(order + "HH", 0x7FE0, element)
+                        for order in "<>" for element in (0x0010, 0x0008, 0x0009))
+
+
 def read_header(fileobj: Any) -> Any:
-    """The header of one DICOM file, pixel data left unread."""
+    """The header of one DICOM file, pixel data left unread (read from a 64 KiB prefix).
+
+    A file no longer than the prefix is parsed whole from memory; a longer one is parsed
+    from its prefix when pydicom stopped at the pixel data inside it, and from the file
+    itself otherwise (a header longer than the prefix, no pixel data, a deflated dataset).
+    """
     import pydicom
 
+    head = fileobj.read(HEADER_PREFIX)
+    buffer = io.BytesIO(head)
+    if len(head) < HEADER_PREFIX:
+        return pydicom.dcmread(buffer, stop_before_pixels=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a cut-off header is expected here, not news
+            ds = pydicom.dcmread(buffer, stop_before_pixels=True)
+        at = buffer.tell()
+        if head[at : at + 4] in _PIXEL_TAGS:
+            return ds
+    except Exception:  # the prefix alone may not parse; the whole file decides below
+        log.debug("header longer than %d bytes: reading the file", HEADER_PREFIX)
+    fileobj.seek(0)
     return pydicom.dcmread(fileobj, stop_before_pixels=True)
 
 

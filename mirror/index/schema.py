@@ -13,12 +13,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
+from functools import cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: series.sidecar_stamp
 PARTITION_COLUMN = "collection_id"
 TABLES = ("collections", "patients", "studies", "series", "instances", "errors", "volumes")
 
@@ -128,6 +129,9 @@ SERIES_COLUMNS: tuple[tuple[str, str], ...] = (
     ("Collection", "str"), ("series_path", "str"), ("content_hash", "str"),
     ("series_version", "int"), ("synced_at", "timestamp"), ("run_id", "str"),
     ("unreadable_instances", "int"),
+    # the listing's size/mtime/ETag of the sidecar this row was built from: an unchanged
+    # stamp means the sidecar is not read again (mirror.index.discover.stamp)
+    ("sidecar_stamp", "str"),
 )
 
 
@@ -205,11 +209,13 @@ def table_columns(table: str) -> tuple[tuple[str, str], ...]:
     return instances_columns() if table == "instances" else COLUMNS[table]
 
 
+@cache  # Arrow schemas are immutable; building one costs more than a small part write
 def schema(table: str) -> pa.Schema:
     """The Arrow schema of ``table`` (including the partition column)."""
     return _schema(table_columns(table))
 
 
+@cache
 def file_schema(table: str) -> pa.Schema:
     """The schema stored inside each Parquet file (the partition column lives in the path)."""
     full = schema(table)

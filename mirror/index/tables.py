@@ -7,7 +7,6 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from mirror.errors import MirrorError
 from mirror.index.publish import snapshot_prefix, write_table
 from mirror.index.schema import PARTITION_COLUMN, collection_id, file_schema, schema
 from mirror.storage.port import Store
@@ -108,29 +107,19 @@ def derive(series: pa.Table) -> dict[str, pa.Table]:
         con.close()
 
 
-_ZARR_PREFIX = "_zarr/"
 _VOLUME_KEYS = {"SeriesInstanceUID": "series_uid", "Collection": "collection",
                 "Modality": "modality"}
 
 
-def volumes_table(store: Store, series: pa.Table) -> pa.Table:
-    """OME-Zarr stacks of the series in ``series`` whose content they were converted from.
+def volumes_table(rows: list[dict[str, Any]], series: pa.Table) -> pa.Table:
+    """The ``volumes`` table: stack rows of stores converted from the indexed content.
 
-    A store converted from older content (its ``content_hash`` differs) or belonging to a
-    series no longer indexed is left out. Unreadable conversion markers are logged, not fatal:
-    the volumes are a derived product and the rest of the index stands without them.
+    ``rows`` are :func:`mirror.index.volumes.store_volume_rows` rows. A store converted
+    from older content (its ``content_hash`` differs) or belonging to a series no longer
+    indexed is left out.
     """
     import pyarrow as pa
 
-    if next(iter(store.list(_ZARR_PREFIX)), None) is None:
-        return empty("volumes")
-    from mirror.index.volumes import volume_rows
-
-    try:
-        rows = volume_rows(store)
-    except (MirrorError, ValueError, KeyError, TypeError) as exc:
-        log.warning("volumes left out of the index: %s", exc)
-        return empty("volumes")
     current = set(zip(series.column("SeriesInstanceUID").to_pylist(),
                       series.column("content_hash").to_pylist(), strict=True))
     names = schema("volumes").names

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mirror.errors import ObjectNotFound, UsageError
-from mirror.layout import safe_component
+from mirror.layout import check_uid, safe_component
 from mirror.storage.port import Store
 
 DEFAULT_OUT_PREFIX = "_zarr"
@@ -26,6 +26,14 @@ def check_out_prefix(out_prefix: str) -> str:
     if not name.startswith("_") or "/" in name or safe_component(name[1:]) != name[1:]:
         raise UsageError(f"--out must be one folder name starting with '_', got {out_prefix!r}")
     return name
+
+
+def series_zarr_prefix(
+    collection: str, series_uid: str, out_prefix: str = DEFAULT_OUT_PREFIX
+) -> str:
+    """Where a series' store lives: ``_zarr/<Collection>/<SeriesInstanceUID>.ome.zarr``."""
+    base = check_out_prefix(out_prefix)
+    return f"{base}/{safe_component(collection or 'unknown')}/{check_uid(series_uid)}.ome.zarr"
 
 
 def read_marker(store: Store, prefix: str) -> dict[str, Any] | None:
@@ -51,15 +59,21 @@ def volume_rows(store: Store, *, out_prefix: str = DEFAULT_OUT_PREFIX) -> list[d
     level 0), levels, flags, tilt_deg, regular, missing_slices, fourth_dim, n_instances,
     modality, content_hash. Stores without a root marker (unfinished) are ignored.
     """
-    rows: list[dict[str, Any]] = []
-    for prefix in _store_prefixes(store, out_prefix):
-        attrs = read_marker(store, prefix)
-        if attrs is None:
-            continue
-        for stack in attrs["dicom"].get("stacks", []):
-            if stack.get("status") == "written":
-                rows.append(_row(store, prefix, attrs, stack))
-    return rows
+    return [row for prefix in _store_prefixes(store, out_prefix)
+            for row in store_volume_rows(store, prefix)]
+
+
+def store_volume_rows(store: Store, prefix: str) -> list[dict[str, Any]]:
+    """The :func:`volume_rows` of one series store, from its metadata documents only.
+
+    Reads the root ``zarr.json`` (and an image group's own for stacks below the root);
+    never lists the store, so no chunk key is ever touched. Empty when unfinished.
+    """
+    attrs = read_marker(store, prefix)
+    if attrs is None:
+        return []
+    return [_row(store, prefix, attrs, stack) for stack in attrs["dicom"].get("stacks", [])
+            if stack.get("status") == "written"]
 
 
 def _store_prefixes(store: Store, out_prefix: str) -> Iterator[str]:

@@ -128,11 +128,13 @@ def test_incremental_build_after_add_change_and_withdraw(store, tree):
     assert sum(counts.values()) == second.instances
 
 
-def test_unchanged_rebuild_reads_no_headers(store, tree, monkeypatch):
+def test_unchanged_rebuild_reads_no_headers_and_no_sidecars(store, tree, monkeypatch):
     build_index(store)
     calls = []
     monkeypatch.setattr("mirror.index.extract.read_header",
                         lambda fh: calls.append(1) or pytest.fail("header re-read"))
+    monkeypatch.setattr("mirror.index.tasks.SeriesSidecar.from_json",
+                        lambda raw: pytest.fail("sidecar re-read"))
     report = build_index(store)
     assert (report.extracted, report.carried, report.series) == (0, len(tree), len(tree))
     assert not calls
@@ -273,3 +275,27 @@ def test_header_contradicting_the_sidecar_is_flagged(store, tree):
                         f"'%{spec.series_uid}/%'")
     assert sorted(r["SeriesInstanceUID"] for r in rows) == sorted([spec.series_uid,
                                                                  other.series_uid])
+
+
+def test_object_store_listing_stamps_skip_unchanged_sidecars(tmp_path, monkeypatch):
+    """On an object store (fsspec listing details, not a local walk) the same holds."""
+    from mirror.index import tasks
+    from mirror.storage.memory import MemoryStore
+
+    memory = MemoryStore(f"stamps-{tmp_path.name}")
+    specs = [make_spec("COLL-A", f"P{i}", 1, slices=2) for i in range(3)]
+    for spec in specs:
+        commit_series(memory, spec)
+    build_index(memory)
+    parsed: list[str] = []
+    real = SeriesSidecar.from_json
+    monkeypatch.setattr(tasks.SeriesSidecar, "from_json",
+                        lambda raw: parsed.append("x") or real(raw))
+    assert build_index(memory).extracted == 0 and parsed == []
+    again = make_spec("COLL-A", "P1", 1, slices=3, version=2)
+    again.series_uid, again.study_uid = specs[1].series_uid, specs[1].study_uid
+    commit_series(memory, again)  # same folder, new files and sidecar
+    report = build_index(memory)
+    assert (report.extracted, report.carried, len(parsed)) == (1, 2, 1)
+    for prefix in ("COLL-A/", "_index/"):
+        memory.delete_prefix(prefix)

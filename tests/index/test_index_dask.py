@@ -15,7 +15,7 @@ from mirror.storage import open_store
 pytestmark = pytest.mark.slow
 TABLE_SQL = {
     "instances": "SELECT * EXCLUDE (file_path) FROM instances ORDER BY SOPInstanceUID",
-    "series": "SELECT * FROM series ORDER BY SeriesInstanceUID",
+    "series": "SELECT * EXCLUDE (sidecar_stamp) FROM series ORDER BY SeriesInstanceUID",  # per copy
     "studies": "SELECT * FROM studies ORDER BY StudyInstanceUID",
     "collections": "SELECT * FROM collections ORDER BY collection_id",
 }

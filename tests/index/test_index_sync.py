@@ -14,11 +14,12 @@ from mirror.archive.nbia import NbiaArchive
 from mirror.archive.sim import SimArchive, SimServer
 from mirror.cli import app
 from mirror.config import ClusterConfig, SyncConfig
-from mirror.index import query
+from mirror.index import extract, query
 from mirror.index.build import build_index, withdrawn_series
 from mirror.index.export import export_cohort
 from mirror.index.schema import ELEMENTS
 from mirror.storage import open_store
+from mirror.storage.port import Store
 from mirror.sync.manifest import read_manifest
 from mirror.sync.service import sync
 from mirror.sync.task import FetchSettings
@@ -96,3 +97,54 @@ def test_add_and_withdraw_through_sync_then_incremental_index(mirrored, sim, tmp
     manifest = tmp_path / "cohort.tcia"
     export_cohort(str(dest), "instanceCount >= 2", str(manifest))
     assert set(read_manifest(manifest)) == {u for u, r in series.items() if r["instanceCount"] >= 2}
+
+
+class CountingStore:
+    """A Store that records which objects a build opens (DICOM files vs everything else)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner, self.opened, self.got = inner, [], []
+
+    def open_read(self, key: str):
+        self.opened.append(key)
+        return self.inner.open_read(key)
+
+    def get_bytes(self, key: str) -> bytes:
+        self.got.append(key)
+        return self.inner.get_bytes(key)
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
+def test_build_after_a_sync_reads_only_the_changed_series(mirrored, sim, monkeypatch):
+    """k series changed upstream and one withdrawn: exactly their files are read again."""
+    dest, run = mirrored
+    store = open_store(str(dest))
+    build_index(store)
+    uids = sim.series_uids()
+    sim.today = sim.today + timedelta(days=1)
+    added = sim.add_series(sim.record(uids[0]).collection, patient_id="NEW-1", n_instances=2)
+    sim.replace_instance(uids[0])  # same slices, one with new bytes
+    sim.add_instances(uids[2], count=1)
+    sim.withdraw_series(uids[1])
+    run(full=True)
+    changed = {added, uids[0], uids[2]}
+    headers: list[int] = []
+    real_read = extract.read_header
+    monkeypatch.setattr(extract, "read_header", lambda fh: headers.append(1) or real_read(fh))
+    counting = CountingStore(store)
+    report = build_index(counting, exclude=withdrawn_series(str(dest)))  # type: ignore[arg-type]
+
+    assert (report.extracted, report.removed) == (3, 1)
+    assert report.carried == len(uids) - 3  # all but the two changed and the withdrawn
+    folders = {r["SeriesInstanceUID"]: r["series_path"]
+               for r in query(store, "SELECT * FROM series").to_pylist()}
+    dicom_reads = [k for k in counting.opened if not k.startswith("_index/")]
+    assert {k.rsplit("/", 1)[0] for k in dicom_reads} == {folders[u] for u in changed}
+    expected = sum(len(sim.get_series(u).instances) for u in changed)
+    assert len(dicom_reads) == len(headers) == expected  # each changed file read once
+    assert uids[1] not in folders
+    # only the rewritten sidecars are read: the listing shows the others unchanged
+    sidecar_reads = {k.rsplit("/", 1)[0] for k in counting.got if k.endswith("/_series.json")}
+    assert sidecar_reads == {folders[u] for u in changed}

@@ -24,6 +24,7 @@ from mirror.index.schema import (
 )
 from mirror.index.tables import part_collection, rebase_key
 from mirror.index.views import empty_view_sql
+from mirror.layout import InstanceEntry, SeriesSidecar
 from mirror.storage.memory import MemoryStore
 
 _STR_VRS = {"AE", "AS", "CS", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
@@ -180,3 +181,21 @@ def test_one_shot_queries_bind_only_the_views_they_name():
         "studies", "series")
     assert tables_named_in("SELECT 42") == TABLES
     assert "instances" in tables_named_in("select count(*) from INSTANCES")
+
+
+def test_batches_give_every_worker_several_tasks_largest_first():
+    from mirror.index.build import _batches, batch_size
+
+    assert batch_size(3000, 2, 500) == 375  # 8 tasks for 2 workers, not 6 uneven ones
+    assert batch_size(1_000_000, 2, 500) == 500  # never above the cap
+    assert batch_size(40, 2, 500) == 50  # tiny builds: per-task cost wins
+    assert batch_size(10, 1, 20) == 20
+    sidecars = [SeriesSidecar(f"1.{i}", "1.9", "P", "C-1" if i < 5 else "C-2", "CT", f"p/{i}",
+                              tuple(InstanceEntry(f"{j}.dcm", "0" * 32, 1) for j in range(n)),
+                              (n, n, "", ""), 1, "r", "2026-01-01T00:00:00+00:00", "t", "")
+                for i, n in enumerate([3, 3, 3, 3, 3, 1, 1, 8])]
+    batches = _batches(sidecars, 6)
+    sizes = [sum(s.image_count for s in b) for _, b in batches]
+    assert sizes == sorted(sizes, reverse=True) == [10, 6, 6, 3]
+    assert {cid for cid, _ in batches} == {"c_1", "c_2"}
+    assert sorted(s.series_uid for _, b in batches for s in b) == sorted(s.series_uid for s in sidecars)
