@@ -243,8 +243,12 @@ def table(results: Path) -> str:
     parts = [BEGIN, "", f"Quiet machine (every round started at 1-minute load <= {QUIET}):", ""]
     parts += [HEADER, sep, *(quiet or ["| (none yet) |" + " |" * 7])]
     if loaded:
-        parts += ["", "**Not typical**: measured on a loaded machine (a round started above "
-                  f"{QUIET}) or with no load recorded. Kept for the record; do not quote.", ""]
+        parts += [
+            "",
+            "**Not typical**: measured on a loaded machine (a round started above "
+            f"{QUIET}) or with no load recorded. Kept for the record; do not quote.",
+            "",
+        ]
         parts += [HEADER, sep, *loaded]
     return "\n".join([*parts, "", END])
 

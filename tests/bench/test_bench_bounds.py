@@ -63,9 +63,7 @@ def _result(folder: Path, name: str, before: float, rows: list[list[str]]) -> No
     body = {
         "machine": {"at": "2026-12-06T01:00:00+00:00", "commit": "abc1234"},
         "load": _common.load_summary([{"before": before, "after": before + 0.1}]),
-        "rows": [
-            {"benchmark": name, "metric": m, "cells": cells} for m, *cells in rows
-        ],
+        "rows": [{"benchmark": name, "metric": m, "cells": cells} for m, *cells in rows],
     }
     (folder / f"{name}.json").write_text(json.dumps(body))
 
@@ -73,9 +71,14 @@ def _result(folder: Path, name: str, before: float, rows: list[list[str]]) -> No
 def test_table_splits_quiet_from_loaded(tmp_path: Path) -> None:
     _result(tmp_path, "sync_wan", 0.4, [["files/s", "60", "150 bound", "40 peer", "0.4"]])
     _result(tmp_path, "convert", 3.2, [["slices/s", "50", "60 limit", "17 peer", "2.9x"]])
-    (tmp_path / "plan_scale.json").write_text(json.dumps({
-        "machine": {}, "rows": [{"benchmark": "plan_scale", "metric": "s", "cells": list("abcd")}]
-    }))
+    (tmp_path / "plan_scale.json").write_text(
+        json.dumps(
+            {
+                "machine": {},
+                "rows": [{"benchmark": "plan_scale", "metric": "s", "cells": list("abcd")}],
+            }
+        )
+    )
     text = _common.table(tmp_path)
     quiet, loaded = text.split("Not typical")
     assert "| sync_wan | files/s | 60 | 150 bound | 40 peer | 0.4 | 0.40 / 0.50 |" in quiet
@@ -100,8 +103,7 @@ def test_load_round_records_before_and_after(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(_common, "ROUNDS", [])
     with _common.load_round("r1") as record:
         pass
-    assert record == {"label": "r1", "before": 0.7, "waited_s": 0.0, "loaded": False,
-                      "after": 0.9}
+    assert record == {"label": "r1", "before": 0.7, "waited_s": 0.0, "loaded": False, "after": 0.9}
     assert _common.load_summary(_common.ROUNDS)["quiet"] is True
 
 
