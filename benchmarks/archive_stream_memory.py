@@ -25,7 +25,7 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import median, update_row, write_result
+from _common import median, rounds, update_row, write_result
 
 NAME = "archive_stream_memory"
 MB = 1024 * 1024
@@ -129,7 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     samples = []
     with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
-        for i in range(args.runs):
+        for i in rounds(args.runs, "stream"):
             samples.append(one_run(args.slices, args.compresslevel, args.peer, Path(tmp)))
             print(f"run {i + 1}: {json.dumps(samples[-1])}", file=sys.stderr)
     report(args, samples)

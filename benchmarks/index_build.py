@@ -94,13 +94,13 @@ def main() -> None:
         paths = lay_out(root, args.series, args.slices)
         n = len(paths)
         samples: dict[str, list[float]] = {"limit": [], "inline": [], "dask1": [], "dask2": []}
-        for _ in range(args.runs):
+        for _ in _common.rounds(args.runs, "limit+inline"):
             samples["limit"].append(n / bare_scan(paths))
             samples["inline"].append(n / timed_build(root, None))
         for workers in (1, 2):
             with dask_client(workers=workers) as client:
                 timed_build(root, client)  # warm the workers' imports
-                for _ in range(args.runs):
+                for _ in _common.rounds(args.runs, f"dask{workers}"):
                     samples[f"dask{workers}"].append(n / timed_build(root, client))
     med = {k: _common.median(v) for k, v in samples.items()}
     load = os.getloadavg()
