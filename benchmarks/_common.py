@@ -115,11 +115,41 @@ def wait_quiet(limit: float | None = None, poll: float = 5.0) -> tuple[float, fl
     return load, round(time.monotonic() - start, 1)
 
 
+def others_cores(window: float = 1.0) -> float | None:
+    """Cores busy outside this process and its children over ``window`` seconds (psutil).
+
+    The 1-minute load average also counts this benchmark's own previous round; this says how
+    much of the machine other jobs are taking right now. Recorded beside the load, not used to
+    decide anything.
+    """
+    try:
+        import psutil
+    except ImportError:
+        return None
+    me = psutil.Process()
+    ours = {me.pid, *(c.pid for c in me.children(recursive=True))}
+
+    def busy() -> dict[int, float]:
+        out = {}
+        for proc in psutil.process_iter(["cpu_times"]):
+            times = proc.info["cpu_times"]
+            if proc.pid not in ours and times is not None:
+                out[proc.pid] = times.user + times.system
+        return out
+
+    first, start = busy(), time.monotonic()
+    time.sleep(window)
+    second, elapsed = busy(), time.monotonic() - start
+    used = sum(t - first[pid] for pid, t in second.items() if pid in first)
+    return round(used / elapsed, 2)
+
+
 @contextmanager
 def load_round(label: str) -> Iterator[dict[str, Any]]:
     """One measured round: waits (bounded) for a quiet machine, records load before/after."""
     before, waited = wait_quiet()
     record: dict[str, Any] = {"label": label, "before": before, "waited_s": waited}
+    record["others_cores_before"] = others_cores()
     record["loaded"] = before > QUIET
     if record["loaded"]:
         print(f"[bench] {label}: starts at load {before} (> {QUIET}) after {waited}s; marked")

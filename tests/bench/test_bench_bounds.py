@@ -101,9 +101,17 @@ def test_load_round_records_before_and_after(monkeypatch: pytest.MonkeyPatch) ->
     loads = iter([0.7, 0.9])
     monkeypatch.setattr(_common, "load1", lambda: next(loads))
     monkeypatch.setattr(_common, "ROUNDS", [])
+    monkeypatch.setattr(_common, "others_cores", lambda: 0.25)
     with _common.load_round("r1") as record:
         pass
-    assert record == {"label": "r1", "before": 0.7, "waited_s": 0.0, "loaded": False, "after": 0.9}
+    assert record == {
+        "label": "r1",
+        "before": 0.7,
+        "waited_s": 0.0,
+        "loaded": False,
+        "after": 0.9,
+        "others_cores_before": 0.25,
+    }
     assert _common.load_summary(_common.ROUNDS)["quiet"] is True
 
 
