@@ -122,3 +122,26 @@ def test_wait_quiet_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_common.time, "monotonic", lambda: float(next(clock)))
     load, waited = _common.wait_quiet(limit=20)
     assert load == 4.0 and 20 <= waited <= 30
+
+
+def test_sync_contenders_match_concurrency() -> None:
+    """Raw and tcia-utils run at every mirror contender's concurrency; raw also at the cap."""
+    import argparse
+
+    import sync_throughput as st
+
+    args = argparse.Namespace(
+        tuned_args="--downloads-per-worker 16", tuned_connections=32, threads_only=False,
+        raw_threads=[8], archive_args=["--latency", "0.2", "--bandwidth", "2500000",
+                                       "--max-connections", "64"],
+    )  # fmt: skip
+    runs = {c.name: c for c in st.contenders(args, n_series=52)}
+    default = st.MIRROR_DEFAULT_CONNECTIONS
+    assert {f"raw@{k}" for k in (8, default, 32, 52)} <= set(runs)
+    assert {f"tcia-utils@{k}" for k in (st.TCIA_DEFAULT_WORKERS, default, 32)} <= set(runs)
+    assert runs["mirror-tuned"].extra == ("--downloads-per-worker", "16")
+    tp = {"series": 52, "zip_bytes": [2_500_000] * 52,
+          "contenders": {k: vars(c) for k, c in runs.items()}}  # fmt: skip
+    lim = st.limits(tp, args)
+    assert lim["bound_s"] == pytest.approx(1.2)
+    assert lim["model_s_at_connections"]["8"] == pytest.approx(7 * 1.2)  # ceil(52 / 8) waves
