@@ -109,7 +109,7 @@ def one_run(slices: int, level: int, peer: bool, scratch: Path) -> dict[str, flo
         target.unlink()
         sample = {**client, "server_peak": vm_hwm(server.pid)}
         if peer:
-            got = run_child(["--peer", url, str(client["series_uid"]), str(scratch)])
+            got = run_child(["--peer-child", url, str(client["series_uid"]), str(scratch)])
             sample["peer_peak"], sample["peer_seconds"] = got["peak"], got["seconds"]
             for leftover in scratch.glob("*.zip"):
                 leftover.unlink()
@@ -172,7 +172,7 @@ def report(args: argparse.Namespace, samples: list[dict[str, float]]) -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
         client_main(sys.argv[2], sys.argv[3])
-    elif len(sys.argv) > 1 and sys.argv[1] == "--peer":
+    elif len(sys.argv) > 1 and sys.argv[1] == "--peer-child":
         peer_main(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
         main()
