@@ -25,7 +25,7 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import median, update_row, write_result
+from _common import median, rounds, update_row, write_result
 
 NAME = "archive_stream_memory"
 MB = 1024 * 1024
@@ -109,7 +109,7 @@ def one_run(slices: int, level: int, peer: bool, scratch: Path) -> dict[str, flo
         target.unlink()
         sample = {**client, "server_peak": vm_hwm(server.pid)}
         if peer:
-            got = run_child(["--peer", url, str(client["series_uid"]), str(scratch)])
+            got = run_child(["--peer-child", url, str(client["series_uid"]), str(scratch)])
             sample["peer_peak"], sample["peer_seconds"] = got["peak"], got["seconds"]
             for leftover in scratch.glob("*.zip"):
                 leftover.unlink()
@@ -129,7 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     samples = []
     with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
-        for i in range(args.runs):
+        for i in rounds(args.runs, "stream"):
             samples.append(one_run(args.slices, args.compresslevel, args.peer, Path(tmp)))
             print(f"run {i + 1}: {json.dumps(samples[-1])}", file=sys.stderr)
     report(args, samples)
@@ -172,7 +172,7 @@ def report(args: argparse.Namespace, samples: list[dict[str, float]]) -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
         client_main(sys.argv[2], sys.argv[3])
-    elif len(sys.argv) > 1 and sys.argv[1] == "--peer":
+    elif len(sys.argv) > 1 and sys.argv[1] == "--peer-child":
         peer_main(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
         main()

@@ -163,7 +163,7 @@ def main() -> None:
     idc_init: list[float] = []
     idc_rss: list[float] = []
     rows: dict[str, dict[str, int]] = {k: {} for k in sqls}
-    for _ in range(args.runs):
+    for _ in _common.rounds(args.runs, "queries"):
         for name, sql in sqls.items():
             m = timed_child([mirror_exe, "-q", "query", sql.format(t="series"), "--dest",
                              str(dest), "--format", "csv", "--out", "/dev/null"])

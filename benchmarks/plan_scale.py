@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import median, update_row, write_result
+from _common import load_round, median, update_row, write_result
 
 CATALOG = (
     Path(__file__).resolve().parents[1].parent / "shared" / "data" / "all_series_catalog.parquet"
@@ -382,7 +382,9 @@ def phases(args: argparse.Namespace) -> Iterator[tuple[str, dict[str, Any]]]:
     with tempfile.TemporaryDirectory(prefix="plan-scale-") as tmp:
         ledger = Path(tmp) / "ledger.sqlite"
         for phase in PHASES:
-            yield phase, spawn(args, phase, ledger)
+            with load_round(phase):
+                result = spawn(args, phase, ledger)
+            yield phase, result
 
 
 def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
@@ -439,7 +441,8 @@ def main() -> int:
     if args.phase:
         print(json.dumps(run_phase(args), default=str))
         return 0
-    model = wide_area_model(args.catalog)
+    with load_round("model"):
+        model = wide_area_model(args.catalog)
     write_result("plan_scale_model", {"model": model})
     rate = model["measured_verify"]
     update_row(

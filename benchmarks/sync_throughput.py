@@ -1,22 +1,30 @@
-"""Sync throughput: `mirror sync` against the raw limit and against tcia-utils, in one run.
+"""Sync throughput: `mirror sync` against the bound of the same work and against tcia-utils.
 
-The simulated archive runs in its own process (``mirror archive serve``) serving a
-collection drawn from the real TCGA radiology mix (``--shape tcga``, the default: instance
-counts and bytes per file of randomly drawn catalogue series, ~1 GB) or N identical series
-(``--shape uniform``). The contenders fetch the same series, one after another, three
-rounds, fresh destinations every time:
+The simulated archive runs in its own process (``mirror archive serve``) serving a collection
+drawn from the real TCGA radiology mix (``--shape tcga``, the default: instance counts and
+bytes per file of randomly drawn catalogue series) or N identical series (``--shape uniform``).
+The contenders fetch the same series one after another, ``--rounds`` rounds, fresh
+destinations every time, each run inside ``_common.load_round`` (load before and after; a run
+starting above 1.5 waits, bounded, or is marked):
 
-* ``raw``: the limit of the same work with no framework: ``--raw-threads`` threads doing
-  GET getImage(+md5hashes.csv) streamed to disk, then MD5 + write of every entry (stdlib,
-  no fsync).
-* ``tcia-utils``: ``nbia.downloadSeries`` at its defaults (10 threads, no MD5 check).
-* ``mirror``: ``mirror sync`` at its defaults (embedded LocalCluster, 2 worker processes,
-  8 concurrent series); ``mirror-tuned`` with ``--tuned-args``; ``mirror-threads`` with
-  ``--threads-only``. Each is timed as the whole command (interpreter start, listing,
-  cluster start, ledger, fsyncs and reports included).
+* ``raw@K``: the same work with no framework: K threads doing GET getImage (IncludeMD5)
+  streamed to disk, then MD5 + write of every entry (stdlib, no fsync). It runs at the
+  contenders' concurrencies (mirror's default, ``--tuned-connections``) and at every
+  ``--raw-threads`` value; the best of them is raw at its own best concurrency.
+* ``tcia-utils@K``: ``nbia.downloadSeries`` at its default (10 workers, no MD5 check) and
+  with ``max_workers`` equal to each mirror contender's connections.
+* ``mirror``: ``mirror sync`` at its defaults (embedded LocalCluster, 2 worker processes x
+  ``DEFAULT_HTTP_SLOTS`` (8) = 16 concurrent series); ``mirror-tuned`` with
+  ``--tuned-args`` (``--tuned-connections`` says how many series that keeps in flight);
+  ``mirror-threads`` with ``--threads-only``. Each is timed as the whole command (interpreter
+  start, listing, cluster start, ledger, fsyncs and reports included).
 
-The wide-area case is the same script with the archive slowed down, e.g.
-``--archive-args --latency 0.2 --bandwidth 2500000 --max-connections 64``.
+The wide-area case (``--name sync_wan``) is the same script with the archive slowed down:
+``--archive-args --latency 0.2 --bandwidth 2500000 --max-connections 64``. Its limit is
+computed, not raced (``bounds.py``): the archive's connection cap, per-connection bandwidth and
+per-request latency over the bytes of every ``getImage`` response, measured in the warm-up.
+Raw also runs at ``min(cap, series)`` threads, the concurrency that bound assumes, and each
+contender gets the no-CPU model time at its own concurrency (``bounds.schedule``).
 
 Then the memory probe: peak RSS of every mirror worker process while syncing one ~2 GB
 series, against tcia-utils (which holds the whole ZIP in memory).
@@ -32,7 +40,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -41,15 +48,24 @@ import tempfile
 import time
 import urllib.request
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import median, update_row, write_result
+import bounds
+from _common import load_round, median, update_row, write_result
+
+from mirror.config import DEFAULT_HTTP_SLOTS
 
 COLLECTION = "TCGA-BENCH"
+_EXE = Path(sys.executable).with_name("mirror")
+MIRROR = [str(_EXE)] if _EXE.exists() else ["mirror"]
+MIRROR_WORKERS = 2  # `mirror sync` default --workers
+MIRROR_DEFAULT_CONNECTIONS = MIRROR_WORKERS * DEFAULT_HTTP_SLOTS
+TCIA_DEFAULT_WORKERS = 10  # tcia_utils.nbia.downloadSeries(max_workers=10)
 
 
 def free_port() -> int:
@@ -62,7 +78,7 @@ def start_archive(
     scratch: Path, specs: list[str], level: int, extra: list[str]
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    args = ["mirror", "archive", "serve", "--port", str(port), "--preset", "tiny"]
+    args = [*MIRROR, "archive", "serve", "--port", str(port), "--preset", "tiny"]
     args += ["--compresslevel", str(level), "--data", str(scratch / "simcache")]
     for spec in specs:
         args += ["--series", spec]
@@ -84,7 +100,8 @@ def list_series(base: str, collection: str) -> list[dict[str, Any]]:
 # --- raw limit ---------------------------------------------------------------------------
 
 
-def raw_one(base: str, uid: str, dest: Path) -> tuple[int, int]:
+def raw_one(base: str, uid: str, dest: Path) -> tuple[int, int, int]:
+    """GET one series' ZIP to disk, then MD5-check and write every entry; (files, bytes, zip)."""
     url = f"{base}getImage?SeriesInstanceUID={uid}&NewFileNames=Yes&IncludeMD5=Yes"
     target = dest / uid
     target.mkdir(parents=True)
@@ -106,15 +123,17 @@ def raw_one(base: str, uid: str, dest: Path) -> tuple[int, int]:
             assert h.hexdigest() == sums[info.filename], info.filename
             files += 1
             nbytes += info.file_size
+    zip_bytes = zpath.stat().st_size
     zpath.unlink()
-    return files, nbytes
+    return files, nbytes, zip_bytes
 
 
-def run_raw(base: str, uids: list[str], dest: Path, threads: int) -> float:
+def run_raw(base: str, uids: list[str], dest: Path, threads: int) -> tuple[float, list[int]]:
+    """Seconds for ``threads`` workers to fetch every series; and each response's bytes."""
     t0 = time.perf_counter()
     with cf.ThreadPoolExecutor(threads) as pool:
-        list(pool.map(lambda u: raw_one(base, u, dest), uids))
-    return time.perf_counter() - t0
+        done = list(pool.map(lambda u: raw_one(base, u, dest), uids))
+    return time.perf_counter() - t0, [zip_bytes for _, _, zip_bytes in done]
 
 
 # --- peers and mirror ----------------------------------------------------------------------
@@ -122,16 +141,21 @@ def run_raw(base: str, uids: list[str], dest: Path, threads: int) -> float:
 TCIA_SNIPPET = """
 import sys, logging
 from tcia_utils import nbia
-base, dest, uids = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+base, dest, uids, workers = sys.argv[1], sys.argv[2], sys.argv[3].split(","), sys.argv[4]
 nbia.setApiUrl = lambda endpoint, api_url="nbia": base
 logging.disable(logging.INFO)
-nbia.downloadSeries(uids, input_type="list", path=dest)
+kwargs = {"max_workers": int(workers)} if workers else {}
+nbia.downloadSeries(uids, input_type="list", path=dest, **kwargs)
 """
 
 
-def run_tcia_utils(base: str, uids: list[str], dest: Path) -> tuple[float, int]:
+def run_tcia_utils(
+    base: str, uids: list[str], dest: Path, workers: int | None = None
+) -> tuple[float, int]:
+    """tcia-utils ``downloadSeries``: at its default (10 workers) or ``workers``."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", TCIA_SNIPPET, base, str(dest), ",".join(uids)])
+    argv = [base, str(dest), ",".join(uids), str(workers or "")]
+    proc = subprocess.Popen([sys.executable, "-c", TCIA_SNIPPET, *argv])
     peak = watch_rss(proc)
     return time.perf_counter() - t0, peak
 
@@ -140,7 +164,7 @@ def run_mirror(
     base: str, dest: Path, workers: int, extra: list[str] | None = None
 ) -> tuple[float, dict[int, int], int]:
     """``workers`` > 0: embedded LocalCluster of that many processes; 0: threads only."""
-    args = ["mirror", "-q", "sync", COLLECTION, "--dest", str(dest), "--archive", base]
+    args = [*MIRROR, "-q", "sync", COLLECTION, "--dest", str(dest), "--archive", base]
     args += ["--workers", str(workers), "--summary-json", str(dest.parent / "summary.json")]
     args += extra or []
     t0 = time.perf_counter()
@@ -185,6 +209,87 @@ def worker_peaks(peaks: dict[int, int], driver: int) -> list[int]:
 # --- driver --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Contender:
+    """One thing timed per round: a kind (raw, tcia-utils, mirror) at a concurrency."""
+
+    name: str
+    kind: str
+    connections: int
+    mirror_workers: int = MIRROR_WORKERS
+    extra: tuple[str, ...] = field(default=())
+
+
+def archive_cap(archive_args: list[str]) -> int | None:
+    if "--max-connections" in archive_args:
+        return int(archive_args[archive_args.index("--max-connections") + 1])
+    return None
+
+
+def wan_settings(archive_args: list[str]) -> tuple[float, float] | None:
+    """(latency, bandwidth) when the archive paces responses, else None (loopback)."""
+    if "--bandwidth" not in archive_args:
+        return None
+    latency = 0.0
+    if "--latency" in archive_args:
+        latency = float(archive_args[archive_args.index("--latency") + 1])
+    return latency, float(archive_args[archive_args.index("--bandwidth") + 1])
+
+
+def contenders(args: argparse.Namespace, n_series: int) -> list[Contender]:
+    mirrors = [Contender("mirror", "mirror", MIRROR_DEFAULT_CONNECTIONS)]
+    if args.tuned_args:
+        extra = tuple(args.tuned_args.split())
+        mirrors.append(Contender("mirror-tuned", "mirror", args.tuned_connections, extra=extra))
+    if args.threads_only:
+        mirrors.append(Contender("mirror-threads", "mirror", DEFAULT_HTTP_SLOTS, 0))
+    raw = {m.connections for m in mirrors} | set(args.raw_threads)
+    cap = archive_cap(args.archive_args)
+    if cap is not None:
+        raw.add(min(cap, n_series))
+    tcia = {TCIA_DEFAULT_WORKERS} | {m.connections for m in mirrors}
+    out = [Contender(f"raw@{k}", "raw", k) for k in sorted(raw)]
+    out += [Contender(f"tcia-utils@{k}", "tcia-utils", k) for k in sorted(tcia)]
+    return out + mirrors
+
+
+def throughput(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    if args.shape == "tcga":
+        specs = tcga_specs(args.total_mb, args.max_files, args.seed)
+    else:
+        specs = [f"{COLLECTION}:P{i:03d}:CT:{args.files}:512" for i in range(args.series)]
+    proc, base = start_archive(scratch, specs, args.level, args.archive_args)
+    try:
+        rows = list_series(base, COLLECTION)
+        uids = [r["SeriesInstanceUID"] for r in rows]
+        files = sum(int(r["ImageCount"]) for r in rows)
+        nbytes = sum(int(r["FileSize"]) for r in rows)
+        warm = min(len(uids), archive_cap(args.archive_args) or 8)
+        _, zip_sizes = run_raw(base, uids, scratch / "warmup", warm)  # fills the archive cache
+        shutil.rmtree(scratch / "warmup")
+        runs = contenders(args, len(uids))
+        samples: dict[str, list[float]] = {c.name: [] for c in runs}
+        for i in range(args.rounds):
+            for c in runs:
+                dest = scratch / f"{c.name}-{i}"
+                with load_round(f"{c.name} round {i + 1}"):
+                    samples[c.name].append(run_one(c, base, uids, dest))
+                shutil.rmtree(dest, ignore_errors=True)
+    finally:
+        proc.kill()
+    return {"files": files, "bytes": nbytes, "series": len(uids), "zip_bytes": zip_sizes,
+            "contenders": {c.name: vars(c) for c in runs}, "seconds": samples}  # fmt: skip
+
+
+def run_one(c: Contender, base: str, uids: list[str], dest: Path) -> float:
+    if c.kind == "raw":
+        return run_raw(base, uids, dest, c.connections)[0]
+    if c.kind == "tcia-utils":
+        workers = None if c.connections == TCIA_DEFAULT_WORKERS else c.connections
+        return run_tcia_utils(base, uids, dest, workers)[0]
+    return run_mirror(base, dest / "dest", c.mirror_workers, list(c.extra))[0]
+
+
 CATALOG = Path(__file__).resolve().parents[2] / "shared" / "data" / "tcga_catalog.parquet"
 
 
@@ -218,52 +323,6 @@ def tcga_specs(total_mb: int, max_files: int, seed: int) -> list[str]:
     return specs
 
 
-def contenders(args: argparse.Namespace) -> list[str]:
-    names = ["raw", "tcia-utils", "mirror"]
-    if args.tuned_args:
-        names.append("mirror-tuned")
-    if args.threads_only:
-        names.append("mirror-threads")
-    return names
-
-
-def throughput(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
-    if args.shape == "tcga":
-        specs = tcga_specs(args.total_mb, args.max_files, args.seed)
-    else:
-        specs = [f"{COLLECTION}:P{i:03d}:CT:{args.files}:512" for i in range(args.series)]
-    proc, base = start_archive(scratch, specs, args.level, args.archive_args)
-    try:
-        rows = list_series(base, COLLECTION)
-        uids = [r["SeriesInstanceUID"] for r in rows]
-        files = sum(int(r["ImageCount"]) for r in rows)
-        nbytes = sum(int(r["FileSize"]) for r in rows)
-        run_raw(base, uids, scratch / "warmup", 8)  # fills the archive's on-disk cache
-        shutil.rmtree(scratch / "warmup")
-        samples: dict[str, list[float]] = {name: [] for name in contenders(args)}
-        for i in range(args.rounds):
-            for name, values in samples.items():
-                dest = scratch / f"{name}{i}"
-                values.append(run_one(name, args, base, uids, dest))
-                shutil.rmtree(dest, ignore_errors=True)
-    finally:
-        proc.kill()
-    return {"files": files, "bytes": nbytes, "series": len(uids), "seconds": samples}
-
-
-def run_one(name: str, args: argparse.Namespace, base: str, uids: list[str], dest: Path) -> float:
-    if name == "raw":
-        return run_raw(base, uids, dest, args.raw_threads)
-    if name == "tcia-utils":
-        return run_tcia_utils(base, uids, dest)[0]
-    workers, extra = {
-        "mirror": (2, []),
-        "mirror-tuned": (2, args.tuned_args.split()),
-        "mirror-threads": (0, []),
-    }[name]
-    return run_mirror(base, dest / "dest", workers, extra)[0]
-
-
 def memory(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     spec = f"{COLLECTION}:BIG:CT:{args.big_files}:512"
     proc, base = start_archive(scratch, [spec], 0, [])
@@ -272,9 +331,11 @@ def memory(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         uids = [r["SeriesInstanceUID"] for r in rows]
         run_raw(base, uids, scratch / "bigwarm", 8)
         shutil.rmtree(scratch / "bigwarm")
-        wall, peaks, driver = run_mirror(base, scratch / "bigm" / "dest", 2)
+        with load_round("memory mirror"):
+            wall, peaks, driver = run_mirror(base, scratch / "bigm" / "dest", 2)
         shutil.rmtree(scratch / "bigm")
-        tcia_wall, tcia_peak = run_tcia_utils(base, uids, scratch / "bigt")
+        with load_round("memory tcia-utils"):
+            tcia_wall, tcia_peak = run_tcia_utils(base, uids, scratch / "bigt")
     finally:
         proc.kill()
     return {
@@ -287,19 +348,110 @@ def memory(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     }
 
 
-def report(tp: dict[str, Any], mem: dict[str, Any] | None) -> dict[str, Any]:
+def limits(tp: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The computed wide-area bound and the no-CPU model per concurrency (None on loopback)."""
+    wan = wan_settings(args.archive_args)
+    if wan is None:
+        return {}
+    latency, bandwidth = wan
+    cap = archive_cap(args.archive_args) or tp["series"]
+    sizes = tp["zip_bytes"]
+    model = {
+        str(k): bounds.schedule(sizes, latency, bandwidth, min(k, cap))
+        for k in {c["connections"] for c in tp["contenders"].values()}
+    }
+    return {"latency_s": latency, "bandwidth_Bps": bandwidth, "archive_connections": cap,
+            "largest_response_bytes": max(sizes), "response_bytes": sum(sizes),
+            "bound_s": bounds.bound(sizes, latency, bandwidth, cap),
+            "model_s_at_connections": model}  # fmt: skip
+
+
+def report(
+    tp: dict[str, Any], mem: dict[str, Any] | None, args: argparse.Namespace
+) -> dict[str, Any]:
     med = {k: median(v) for k, v in tp["seconds"].items()}
     mb = tp["bytes"] / 1e6
     rates = {k: {"files_s": tp["files"] / s, "MB_s": mb / s} for k, s in med.items()}
     out: dict[str, Any] = {"throughput": tp, "median_seconds": med, "rates": rates}
-    out["ratios"] = {
-        name: {"to_raw": med["raw"] / med[name], "to_tcia_utils": med["tcia-utils"] / med[name]}
-        for name in med
-        if name.startswith("mirror")
-    }
+    out["limits"] = limits(tp, args)
+    raws = {k: v for k, v in med.items() if k.startswith("raw@")}
+    out["raw_best"] = min(raws, key=raws.__getitem__)
+    out["ratios"] = {}
+    for name, c in tp["contenders"].items():
+        if c["kind"] != "mirror":
+            continue
+        k = c["connections"]
+        r = {"to_raw_same_connections": med[f"raw@{k}"] / med[name],
+             "to_raw_best": med[out["raw_best"]] / med[name],
+             "to_tcia_utils_default": med[f"tcia-utils@{TCIA_DEFAULT_WORKERS}"] / med[name],
+             "to_tcia_utils_same_connections": med[f"tcia-utils@{k}"] / med[name]}  # fmt: skip
+        if out["limits"]:
+            r["to_bound"] = out["limits"]["bound_s"] / med[name]
+            r["to_model_same_connections"] = (
+                out["limits"]["model_s_at_connections"][str(k)] / med[name]
+            )
+        out["ratios"][name] = r
     if mem:
         out["memory"] = mem
     return out
+
+
+def table_rows(result: dict[str, Any], args: argparse.Namespace) -> None:
+    tp, r, ratios, lim = result["throughput"], result["rates"], result["ratios"], result["limits"]
+    files = tp["files"]
+    best = result["raw_best"]
+    for name, ratio in ratios.items():
+        c = tp["contenders"][name]
+        k = c["connections"]
+        label = {"mirror": "defaults", "mirror-tuned": args.tuned_args,
+                 "mirror-threads": "--threads-only"}[name]  # fmt: skip
+        limit = []
+        if lim:
+            cap = lim["archive_connections"]
+            limit.append(f"bound {files / lim['bound_s']:.0f} (archive: {cap} connections x "
+                         f"{lim['bandwidth_Bps'] / 1e6:g} MB/s, {lim['latency_s']:g} s/request; "
+                         f"largest response {lim['largest_response_bytes'] / 1e6:.1f} MB); "
+                         f"model at {k} connections "
+                         f"{files / lim['model_s_at_connections'][str(k)]:.0f}")  # fmt: skip
+        limit.append(
+            f"raw {r[f'raw@{k}']['files_s']:.0f} at {k} threads, "
+            f"{r[best]['files_s']:.0f} at its best ({best.removeprefix('raw@')})"
+        )
+        peer = (f"tcia-utils {r[f'tcia-utils@{TCIA_DEFAULT_WORKERS}']['files_s']:.0f} default "
+                f"({TCIA_DEFAULT_WORKERS} workers), {r[f'tcia-utils@{k}']['files_s']:.0f} at {k} "
+                "workers; no MD5 check")  # fmt: skip
+        cells = []
+        if lim:
+            cells.append(
+                f"{ratio['to_bound']:.2f} of bound, "
+                f"{ratio['to_model_same_connections']:.2f} of model"
+            )
+        cells.append(
+            f"{ratio['to_raw_same_connections']:.2f} of raw at {k}, "
+            f"{ratio['to_raw_best']:.2f} of best raw"
+        )
+        cells.append(
+            f"{ratio['to_tcia_utils_default']:.2f}x tcia-utils default, "
+            f"{ratio['to_tcia_utils_same_connections']:.2f}x at {k}"
+        )
+        update_row(
+            args.name,
+            f"files/s (MB/s), mirror {label} ({k} series in flight)",
+            [f"{r[name]['files_s']:.0f} ({r[name]['MB_s']:.0f})", "; ".join(limit), peer,
+             "; ".join(cells)],
+        )  # fmt: skip
+    mem = result.get("memory")
+    if mem:
+        update_row(
+            "sync_memory_2GB_series",
+            "peak RSS per worker",
+            [
+                f"{mem['mirror_worker_peak_max'] / 2**20:.0f} MiB",
+                "flat (streamed)",
+                f"{mem['tcia_utils_peak'] / 2**20:.0f} MiB tcia-utils",
+                f"{mem['tcia_utils_peak'] / max(mem['mirror_worker_peak_max'], 1):.1f}x less",
+            ],
+        )
 
 
 def main() -> None:
@@ -312,8 +464,19 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=58, help="uniform shape: files per series")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--level", type=int, default=0, help="archive deflate level (0 = stored)")
-    ap.add_argument("--raw-threads", type=int, default=8)
+    ap.add_argument(
+        "--raw-threads",
+        type=lambda s: [int(x) for x in s.split(",") if x],
+        default=[4, 8, 16, 32],
+        help="raw also at these (comma-separated)",
+    )
     ap.add_argument("--tuned-args", default="", help="mirror-tuned: extra `mirror sync` args")
+    ap.add_argument(
+        "--tuned-connections",
+        type=int,
+        default=32,
+        help="series mirror-tuned keeps in flight (raw and tcia-utils match it)",
+    )
     ap.add_argument("--threads-only", action="store_true", help="also time --threads-only")
     ap.add_argument("--big-files", type=int, default=4000, help="slices in the ~2 GB series")
     ap.add_argument("--skip-memory", action="store_true")
@@ -326,40 +489,11 @@ def main() -> None:
         mem = None if args.skip_memory else memory(args, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    result = report(tp, mem)
+    result = report(tp, mem, args)
     result["settings"] = vars(args)
-    result["load_average_at_end"] = list(os.getloadavg())
     path = write_result(args.name, result)
-    r = result["rates"]
-    for name, ratio in result["ratios"].items():
-        label = {
-            "mirror": "defaults",
-            "mirror-tuned": args.tuned_args,
-            "mirror-threads": "--threads-only",
-        }[name]
-        update_row(
-            args.name,
-            f"files/s (MB/s), mirror {label}",
-            [
-                f"{r[name]['files_s']:.0f} ({r[name]['MB_s']:.0f})",
-                f"{r['raw']['files_s']:.0f} ({r['raw']['MB_s']:.0f}) raw GET+MD5+write, "
-                f"{args.raw_threads} threads",
-                f"{r['tcia-utils']['files_s']:.0f} ({r['tcia-utils']['MB_s']:.0f}) tcia-utils",
-                f"{ratio['to_raw']:.2f} of raw; {ratio['to_tcia_utils']:.2f}x tcia-utils",
-            ],
-        )
-    if mem:
-        update_row(
-            "sync_memory_2GB_series",
-            "peak RSS per worker",
-            [
-                f"{mem['mirror_worker_peak_max'] / 2**20:.0f} MiB",
-                "flat (streamed)",
-                f"{mem['tcia_utils_peak'] / 2**20:.0f} MiB tcia-utils",
-                f"{mem['tcia_utils_peak'] / max(mem['mirror_worker_peak_max'], 1):.1f}x less",
-            ],
-        )
-    keys = ("median_seconds", "ratios")
+    table_rows(result, args)
+    keys = ("median_seconds", "limits", "ratios")
     print(json.dumps({k: result[k] for k in keys}, indent=2))
     print(f"wrote {path}")
 
