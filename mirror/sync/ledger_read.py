@@ -77,13 +77,21 @@ def _listed(
     conn: sqlite3.Connection, remote: Iterable[SeriesRecord], scope: PlanScope
 ) -> dict[str, LedgerEntry]:
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS listed_uids (uid TEXT PRIMARY KEY) WITHOUT ROWID")
-    conn.execute("DELETE FROM temp.listed_uids")
     uids = (
         (r.series_uid,)
         for r in remote
         if scope.admits(r.collection, r.patient_id, r.modality, r.series_uid)
     )
-    conn.executemany("INSERT OR IGNORE INTO temp.listed_uids VALUES (?)", uids)
+    # One transaction for the fill (autocommit would make a million of them); it writes
+    # only the connection's temp database, so no lock is taken on the ledger itself.
+    conn.execute("BEGIN")
+    try:
+        conn.execute("DELETE FROM temp.listed_uids")
+        conn.executemany("INSERT OR IGNORE INTO temp.listed_uids VALUES (?)", uids)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
     rows = conn.execute(
         f"SELECT {ENTRY_COLUMNS} FROM temp.listed_uids JOIN series"  # noqa: S608
         " ON series.series_uid = listed_uids.uid"
