@@ -8,6 +8,7 @@ systems); for S3 destinations it lives under the user's state directory.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ from mirror.sync import ledger_read
 from mirror.sync.ledger_read import DEFAULT_PATH_SQL, ENTRY_COLUMNS, PENDING_SQL, to_entry
 from mirror.sync.migrate import Step, migrate, split_statements
 from mirror.sync.plan import HeldSlice, LedgerEntry, PlanScope
+
+log = logging.getLogger(__name__)
 
 # Version 1 of the schema, frozen: what the first release created. Never edit it; change the
 # schema by appending a step to MIGRATIONS (an existing ledger then gets it on open).
@@ -140,6 +143,15 @@ SCHEMA_VERSION = 1 + len(MIGRATIONS)
 _COMPACT_VERSION = 3  # a ledger upgraded across it is vacuumed once to give the space back
 
 
+def _vacuum(conn: sqlite3.Connection, target: Path) -> None:
+    """Give back the pages the version-3 rebuild freed (once). Another process holding the
+    ledger open only postpones that: the space stays free inside the file, nothing is lost."""
+    try:
+        conn.execute("VACUUM")
+    except sqlite3.OperationalError as exc:
+        log.warning("ledger %s upgraded but not compacted yet (%s)", target, exc)
+
+
 def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -177,7 +189,7 @@ class Ledger:
             conn.execute("PRAGMA busy_timeout=30000")
             found = migrate(conn, split_statements(SCHEMA), MIGRATIONS)
             if found < _COMPACT_VERSION:
-                conn.execute("VACUUM")  # the rebuild left the old table's pages free
+                _vacuum(conn, target)
         except BaseException as exc:
             conn.close()
             if isinstance(exc, OSError | sqlite3.Error):

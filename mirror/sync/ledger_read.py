@@ -1,10 +1,11 @@
 """Reading the ledger in place: the rows one plan needs, never a dict of every row.
 
-At a million series a ``LedgerEntry`` per row costs over a gigabyte and ten seconds, so the
-driver asks SQLite for the slice a plan reads (:func:`held_slice`): the listed series (a
-join against a temporary table of their UIDs), the rows of fully listed collections the
-listing misses, the pending rows (a partial index), and per-collection counts for the
-guards. A nightly run with nothing new touches a handful of rows.
+At a million series a ``LedgerEntry`` per row costs close to a gigabyte and ten seconds, so
+the driver asks SQLite for the slice a plan reads (:func:`held_slice`): the series listed
+outside fully listed collections (a join against a temporary table of their UIDs), the
+rows of fully listed collections (``--full`` needs them all: withdrawals are the rows the
+listing misses), and the pending rows (a partial index). A nightly run with nothing new
+reads a handful of rows.
 """
 
 from __future__ import annotations
@@ -65,12 +66,29 @@ def pending(conn: sqlite3.Connection) -> dict[str, LedgerEntry]:
 def held_slice(
     conn: sqlite3.Connection, remote: Iterable[SeriesRecord], scope: PlanScope
 ) -> HeldSlice:
-    """Everything :func:`mirror.sync.plan.plan_slice` reads for this listing and scope."""
-    entries = _listed(conn, remote, scope)
-    if scope.listed:
-        entries |= _unlisted(conn, scope)
+    """Everything :func:`mirror.sync.plan.plan_slice` reads for this listing and scope.
+
+    A fully listed collection is read whole, in one scan (its rows are the listed series and
+    the withdrawal candidates; ``--full`` reads them all, as it must); series listed outside
+    those collections (a nightly's updates) are joined by UID; pending rows come from their
+    partial index.
+    """
+    entries = _in_collections(conn, scope) if scope.listed else {}
+    outside = (r for r in remote if r.collection not in scope.listed)
+    entries |= _listed(conn, outside, scope)
     entries |= pending(conn)
-    return HeldSlice(entries, _counts(conn, scope) if scope.listed else {})
+    return HeldSlice.of(entries, scope)
+
+
+def _in_collections(conn: sqlite3.Connection, scope: PlanScope) -> dict[str, LedgerEntry]:
+    # Every row of the listed collections, not only those the scope admits: a listed series
+    # the scope admits may be held under another modality or patient, and still is held.
+    rows = conn.execute(
+        f"SELECT {ENTRY_COLUMNS} FROM series"  # noqa: S608
+        " WHERE collection IN (SELECT value FROM json_each(?))",
+        (json.dumps(sorted(scope.listed)),),
+    )
+    return _collect(rows)
 
 
 def _listed(
@@ -82,8 +100,8 @@ def _listed(
         for r in remote
         if scope.admits(r.collection, r.patient_id, r.modality, r.series_uid)
     )
-    # One transaction for the fill (autocommit would make a million of them); it writes
-    # only the connection's temp database, so no lock is taken on the ledger itself.
+    # One transaction for the fill (autocommit would make one per row); it writes only the
+    # connection's temp database, so no lock is taken on the ledger itself.
     conn.execute("BEGIN")
     try:
         conn.execute("DELETE FROM temp.listed_uids")
@@ -97,46 +115,6 @@ def _listed(
         " ON series.series_uid = listed_uids.uid"
     )
     return _collect(rows)
-
-
-def _unlisted(conn: sqlite3.Connection, scope: PlanScope) -> dict[str, LedgerEntry]:
-    """Withdrawal candidates: rows of a fully listed collection the listing does not name."""
-    where, params = _admitted(scope)
-    rows = conn.execute(
-        f"SELECT {ENTRY_COLUMNS} FROM series WHERE {where}"  # noqa: S608
-        " AND (state != 'withdrawn' OR n_instances > 0)"
-        " AND series_uid NOT IN (SELECT uid FROM temp.listed_uids)",
-        params,
-    )
-    return _collect(rows)
-
-
-def _counts(conn: sqlite3.Connection, scope: PlanScope) -> dict[str, tuple[int, int]]:
-    where, params = _admitted(scope)
-    rows = conn.execute(
-        "SELECT collection, sum(state != 'withdrawn'),"  # noqa: S608 (fixed clauses, bound values)
-        " sum(state = 'withdrawn' AND n_instances > 0)"
-        f" FROM series WHERE {where} GROUP BY collection",
-        params,
-    )
-    return {c: (int(live), int(graves)) for c, live, graves in rows}
-
-
-def _admitted(scope: PlanScope) -> tuple[str, list[str]]:
-    """SQL for ``scope.admits`` on a listed collection's row (values bound as JSON arrays)."""
-    clauses = ["collection IN (SELECT value FROM json_each(?))"]
-    params = [json.dumps(sorted(scope.listed))]
-    fields = (
-        ("collection", scope.collections),
-        ("modality", scope.modalities or None),
-        ("patient_id", scope.patients or None),
-        ("series_uid", scope.series_uids),
-    )
-    for column, values in fields:
-        if values is not None:
-            clauses.append(f"{column} IN (SELECT value FROM json_each(?))")  # noqa: S608
-            params.append(json.dumps(sorted(values)))
-    return " AND ".join(clauses), params
 
 
 def _collect(cursor: sqlite3.Cursor) -> dict[str, LedgerEntry]:

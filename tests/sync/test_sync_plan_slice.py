@@ -122,7 +122,7 @@ def outcome(fn: object) -> SyncPlan | str:
 
 
 @settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     history=st.lists(STEPS, max_size=25),
