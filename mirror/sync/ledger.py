@@ -136,7 +136,7 @@ SERIES_COMPACT: Step = (
 MIGRATIONS: tuple[Step, ...] = (
     # 2: the series' NBIA MD5-hierarchy hash, for --full's top-down comparison (0.2.0)
     ("ALTER TABLE series ADD COLUMN md5_hierarchy TEXT NOT NULL DEFAULT ''",),
-    # 3: a million-series ledger queried in place and under half its old size (0.3.0)
+    # 3: series WITHOUT ROWID, compact paths, a partial pending index (0.3.0; issue 13)
     SERIES_COMPACT,
 )
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
