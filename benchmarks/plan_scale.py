@@ -128,6 +128,7 @@ def plan_repeated(ledger: Any, remote: list[Any], scope: Any, repeats: int) -> A
     times, slice_times = [], []
     result = None
     for _ in range(repeats):
+        result = None  # the previous repeat's plan must not count in this one's peak RSS
         gc.collect()
         start = time.perf_counter()
         held, seconds = timed(lambda: ledger.held_slice(remote, scope))
