@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -58,8 +59,13 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
     return out, time.perf_counter() - start
 
 
-def load_records(catalog: Path, limit: int | None, changed_every: int = 0) -> list[Any]:
-    """Catalog rows -> SeriesRecord, as the archive adapter builds them from a listing."""
+def load_records(
+    catalog: Path, limit: int | None, changed_every: int = 0, only_changed: bool = False
+) -> list[Any]:
+    """Catalog rows -> SeriesRecord, as the archive adapter builds them from a listing.
+
+    ``only_changed``: keep just the bumped rows (a nightly ``getUpdatedSeries`` answer), so
+    the phase never holds the full listing."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -70,14 +76,16 @@ def load_records(catalog: Path, limit: int | None, changed_every: int = 0) -> li
     # Small batches through the system allocator: the driver's RSS should show the records,
     # not Arrow's retained buffers.
     records: list[Any] = []
+    i = -1
     for batch in pq.ParquetFile(catalog, memory_map=True).iter_batches(batch_size=50_000):
         cols = batch.to_pydict()
         for j in range(batch.num_rows):
-            i = len(records)
+            i += 1
             if limit and i >= limit:
                 return records
             bump = bool(changed_every) and i % changed_every == 0
-            records.append(to_record(SeriesRecord, cols, j, bump))
+            if bump or not only_changed:
+                records.append(to_record(SeriesRecord, cols, j, bump))
     return records
 
 
@@ -113,18 +121,22 @@ def full_scope(records: list[Any]) -> Any:
     return PlanScope(listed=frozenset(r.collection for r in records))
 
 
-def plan_repeated(remote: list[Any], held: dict[str, Any], scope: Any, repeats: int) -> Any:
-    from mirror.sync.plan import MaxDelete, plan
+def plan_repeated(ledger: Any, remote: list[Any], scope: Any, repeats: int) -> Any:
+    """What ``mirror sync`` does after listing: query the ledger's slice, plan from it."""
+    from mirror.sync.plan import MaxDelete, plan_slice
 
-    times = []
+    times, slice_times = [], []
     result = None
     for _ in range(repeats):
+        result = None  # the previous repeat's plan must not count in this one's peak RSS
         gc.collect()
-        result, seconds = timed(
-            lambda: plan(remote, held, scope=scope, max_delete=MaxDelete(1, True))
-        )
-        times.append(seconds)
-    return result, times
+        start = time.perf_counter()
+        held, seconds = timed(lambda: ledger.held_slice(remote, scope))
+        result = plan_slice(remote, held, scope=scope, max_delete=MaxDelete(1, True))
+        times.append(time.perf_counter() - start)
+        slice_times.append(seconds)
+        del held
+    return result, times, slice_times
 
 
 def ledger_size_mb(path: Path) -> float:
@@ -180,11 +192,11 @@ def phase_first(args: argparse.Namespace, ledger_path: Path) -> dict[str, Any]:
         "rss_listing_mb": rss_mb(),
     }
     with Ledger.open(ledger_path) as ledger:
-        held, out["ledger_load_s"] = timed(ledger.entries)
-        the_plan, times = plan_repeated(records, held, full_scope(records), args.repeats)
+        the_plan, times, _ = plan_repeated(ledger, records, full_scope(records), args.repeats)
         out["rss_after_plan_mb"] = rss_mb()
         out |= {"plan_s": median(times), "plan_samples_s": times, "counts": the_plan.counts}
         items = [(i.record, i.path) for i in the_plan.to_fetch]
+        del the_plan
         _, out["mark_in_progress_s"] = timed(lambda: ledger.mark_in_progress(items, "bench-first"))
         sample = items[: args.sample]
         _, commit_s = timed(lambda: commit_each(ledger, sample))
@@ -205,31 +217,48 @@ def commit_each(ledger: Any, items: list[tuple[Any, str]]) -> None:
 def phase_replan(
     args: argparse.Namespace, ledger_path: Path, changed_every: int, nightly: bool
 ) -> dict[str, Any]:
+    """``--full`` (every collection listed) or a nightly (only what changed is listed, no
+    collection in full: ``changed_every=0`` is the no-op night with nothing new)."""
     from mirror.sync.ledger import Ledger
     from mirror.sync.plan import PlanScope
 
-    records, load_s = timed(lambda: load_records(args.catalog, args.limit, changed_every))
-    out: dict[str, Any] = {
-        "series_listed": len(records),
-        "load_listing_s": load_s,
-        "rss_listing_mb": rss_mb(),
-    }
-    scope = full_scope(records)
+    out: dict[str, Any] = {}
     if nightly:
-        records = [r for i, r in enumerate(records) if i % changed_every == 0]
-        out["series_listed"] = len(records)
+        records, out["load_listing_s"] = timed(
+            lambda: load_records(args.catalog, args.limit, changed_every, only_changed=True)
+            if changed_every
+            else []
+        )
         scope = PlanScope()
-    with Ledger.open(ledger_path) as ledger:
-        held, out["ledger_load_s"] = timed(ledger.entries)
-        out["ledger_rows"] = len(held)
-        out["rss_ledger_loaded_mb"] = rss_mb()
-        the_plan, times = plan_repeated(records, held, scope, args.repeats)
+    else:
+        records, out["load_listing_s"] = timed(
+            lambda: load_records(args.catalog, args.limit, changed_every)
+        )
+        scope = full_scope(records)
+    out |= {"series_listed": len(records), "rss_listing_mb": rss_mb()}
+    ledger, out["ledger_open_s"] = timed(lambda: Ledger.open(ledger_path))
+    with ledger:
+        the_plan, times, slice_times = plan_repeated(ledger, records, scope, args.repeats)
         out["rss_after_plan_mb"] = rss_mb()
-    out |= {"plan_s": median(times), "plan_samples_s": times, "counts": the_plan.counts}
+    out |= {
+        "plan_s": median(times),
+        "plan_samples_s": times,
+        "held_slice_s": median(slice_times),
+        "counts": the_plan.counts,
+    }
     return out
 
 
-PHASES = ("first", "unchanged", "changed_1pct", "nightly_1pct")
+def phase_entries(args: argparse.Namespace, ledger_path: Path) -> dict[str, Any]:
+    """The old way, for comparison: every row as a LedgerEntry (``ops verify`` still does)."""
+    from mirror.sync.ledger import Ledger
+
+    with Ledger.open(ledger_path) as ledger:
+        held, seconds = timed(ledger.entries)
+        return {"ledger_rows": len(held), "ledger_load_s": seconds, "rss_loaded_mb": rss_mb()}
+
+
+PHASES = ("first", "unchanged", "changed_1pct", "nightly_noop", "nightly_1pct", "entries")
 
 # The wide-area model (shared/benchmarks.md): every series is one getImage request that
 # pays the round trip, then streams at the per-connection cap; the archive admits at most
@@ -349,8 +378,12 @@ def run_phase(args: argparse.Namespace) -> dict[str, Any]:
         out = phase_replan(args, ledger_path, 0, nightly=False)
     elif args.phase == "changed_1pct":
         out = phase_replan(args, ledger_path, 100, nightly=False)
-    else:
+    elif args.phase == "nightly_noop":
+        out = phase_replan(args, ledger_path, 0, nightly=True)
+    elif args.phase == "nightly_1pct":
         out = phase_replan(args, ledger_path, 100, nightly=True)
+    else:
+        out = phase_entries(args, ledger_path)
     out["peak_rss_mb"] = peak_rss_mb()
     return out
 
@@ -380,16 +413,18 @@ def spawn(args: argparse.Namespace, phase: str, ledger: Path) -> dict[str, Any]:
 
 def phases(args: argparse.Namespace) -> Iterator[tuple[str, dict[str, Any]]]:
     with tempfile.TemporaryDirectory(prefix="plan-scale-") as tmp:
-        ledger = Path(tmp) / "ledger.sqlite"
+        ledger = Path(args.keep_ledger) if args.keep_ledger else Path(tmp) / "ledger.sqlite"
         for phase in PHASES:
+            if phase == "first" and ledger.exists():
+                continue  # --keep-ledger: reuse the populated ledger of an earlier run
             with load_round(phase):
+                load_before = os.getloadavg()[0]
                 result = spawn(args, phase, ledger)
+                result["load_1min"] = [load_before, os.getloadavg()[0]]
             yield phase, result
 
 
 def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
-    first = results["first"]
-    n = first["series"]
     write_result(
         "plan_scale",
         {
@@ -402,21 +437,28 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
             "phases": results,
         },
     )
-    label = f"{n / 1e6:.2f}M series"
+    if "first" in results:
+        readme_rows(results)  # rows live in the result JSON; run_all renders the README
+
+
+def readme_rows(results: dict[str, dict[str, Any]]) -> None:
+    first = results["first"]
+    label = f"{first['series'] / 1e6:.2f}M series"
     rows = [
-        ("plan, empty ledger (first mirror)", "first", "plan_s"),
-        ("plan, nothing changed (--full)", "unchanged", "plan_s"),
-        ("plan, 1 % changed (--full)", "changed_1pct", "plan_s"),
-        ("plan, nightly 1 % listed", "nightly_1pct", "plan_s"),
+        ("plan, empty ledger (first mirror)", "first"),
+        ("plan, nothing changed (--full)", "unchanged"),
+        ("plan, 1 % changed (--full)", "changed_1pct"),
+        ("plan, nightly nothing new", "nightly_noop"),
+        ("plan, nightly 1 % listed", "nightly_1pct"),
     ]
-    for metric, phase, key in rows:
+    for metric, phase in rows:
         r = results[phase]
-        cell = f"{r[key]:.1f} s, {r['peak_rss_mb']:.0f} MB RSS"
+        cell = f"{r['plan_s']:.1f} s, {r['peak_rss_mb']:.0f} MB RSS"
         update_row("plan_scale", f"{metric}, {label} (s, peak RSS)", [cell, "-", "-", "-"])
     update_row(
         "plan_scale",
-        f"ledger load, {label} (s)",
-        [f"{results['unchanged']['ledger_load_s']:.1f}", "-", "-", "-"],
+        f"ledger open, {label} (s)",
+        [f"{results['unchanged']['ledger_open_s']:.3f}", "-", "-", "-"],
     )
     update_row(
         "plan_scale", f"ledger size, {label} (MB)", [f"{first['ledger_mb']:.0f}", "-", "-", "-"]
@@ -435,25 +477,28 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sample", type=int, default=20000, help="series committed one by one")
     parser.add_argument("--model-only", action="store_true", help="only the wide-area model")
+    parser.add_argument("--no-model", action="store_true", help="skip the wide-area model")
+    parser.add_argument("--keep-ledger", default=None, help="ledger path to keep and reuse")
     parser.add_argument("--phase", choices=PHASES, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--ledger", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
         print(json.dumps(run_phase(args), default=str))
         return 0
-    with load_round("model"):
-        model = wide_area_model(args.catalog)
-    write_result("plan_scale_model", {"model": model})
-    rate = model["measured_verify"]
-    update_row(
-        "plan_scale",
-        "verify on one core: inflate+CRC+MD5+write, 0.5 MB files",
-        [
-            f"{rate['dicom_MBps_per_core']:.0f} MB/s, {rate['files_per_s_per_core']:.0f} files/s",
-            *("-", "-", "-"),
-        ],
-    )
-    print(json.dumps(model, indent=2))
+    if not args.no_model:
+        with load_round("model"):
+            model = wide_area_model(args.catalog)
+        write_result("plan_scale_model", {"model": model})
+        rate = model["measured_verify"]
+        update_row(
+            "plan_scale",
+            "verify on one core: inflate+CRC+MD5+write, 0.5 MB files",
+            [
+                f"{rate['dicom_MBps_per_core']:.0f} MB/s, {rate['files_per_s_per_core']:.0f} files/s",
+                *("-", "-", "-"),
+            ],
+        )
+        print(json.dumps(model, indent=2))
     if args.model_only:
         return 0
     results = dict(phases(args))

@@ -8,19 +8,24 @@ systems); for S3 destinations it lives under the user's state directory.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from mirror.archive.port import SeriesRecord
 from mirror.errors import StoreError
 from mirror.layout import SeriesSidecar
+from mirror.sync import ledger_read
+from mirror.sync.ledger_read import DEFAULT_PATH_SQL, ENTRY_COLUMNS, PENDING_SQL, to_entry
 from mirror.sync.migrate import Step, migrate, split_statements
-from mirror.sync.plan import LedgerEntry, State
+from mirror.sync.plan import HeldSlice, LedgerEntry, PlanScope
+
+log = logging.getLogger(__name__)
 
 # Version 1 of the schema, frozen: what the first release created. Never edit it; change the
 # schema by appending a step to MIGRATIONS (an existing ledger then gets it on open).
@@ -76,19 +81,75 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
+_SERIES_COLUMNS = (
+    "series_uid, collection, patient_id, study_uid, modality, path, state, fp_image_count,"
+    " fp_file_size, fp_max_submission, fp_date_released, content_hash, series_version,"
+    " n_instances, bytes, attempts, last_error_class, last_error, first_seen_run,"
+    " last_changed_run, updated_at, md5_hierarchy"
+)
+# Version 3 rebuilds ``series`` WITHOUT ROWID (the UID is the key: no second copy of it in an
+# autoindex), stores '' for a path that is the default layout of the row's own fields
+# (ledger_read.PATH_SQL reads it back), and drops the state and collection indexes, which a
+# million rows pay for on every write: status scans instead, the pending rows have a partial
+# index, and ``collections`` names every collection held (filled here, kept by each insert).
+SERIES_COMPACT: Step = (
+    """CREATE TABLE series_v3 (
+    series_uid TEXT NOT NULL PRIMARY KEY,
+    collection TEXT NOT NULL,
+    patient_id TEXT NOT NULL,
+    study_uid TEXT NOT NULL,
+    modality TEXT NOT NULL DEFAULT '',
+    path TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL CHECK (state IN
+        ('planned', 'in_progress', 'present', 'failed', 'withdrawn')),
+    fp_image_count INTEGER NOT NULL DEFAULT 0,
+    fp_file_size INTEGER NOT NULL DEFAULT 0,
+    fp_max_submission TEXT NOT NULL DEFAULT '',
+    fp_date_released TEXT NOT NULL DEFAULT '',
+    content_hash TEXT NOT NULL DEFAULT '',
+    series_version INTEGER NOT NULL DEFAULT 0,
+    n_instances INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error_class TEXT NOT NULL DEFAULT '',
+    last_error TEXT NOT NULL DEFAULT '',
+    first_seen_run TEXT NOT NULL DEFAULT '',
+    last_changed_run TEXT NOT NULL DEFAULT '',
+    updated_at TEXT NOT NULL,
+    md5_hierarchy TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID""",
+    f"INSERT INTO series_v3 ({_SERIES_COLUMNS}) SELECT"  # noqa: S608
+    " series_uid, collection, patient_id, study_uid, modality,"
+    f" CASE WHEN path = {DEFAULT_PATH_SQL} THEN '' ELSE path END, state, fp_image_count,"
+    " fp_file_size, fp_max_submission, fp_date_released, content_hash, series_version,"
+    " n_instances, bytes, attempts, last_error_class, last_error, first_seen_run,"
+    " last_changed_run, updated_at, md5_hierarchy"
+    " FROM series ORDER BY series_uid",
+    "DROP TABLE series",
+    "ALTER TABLE series_v3 RENAME TO series",
+    f"CREATE INDEX series_pending ON series (state) WHERE {PENDING_SQL}",
+    "INSERT OR IGNORE INTO collections (name) SELECT DISTINCT collection FROM series",
+)
+
 # MIGRATIONS[i] takes a ledger from version i + 1 to i + 2 (mirror.sync.migrate). Adding a
 # column is one entry: ("ALTER TABLE series ADD COLUMN name TEXT NOT NULL DEFAULT ''",).
 MIGRATIONS: tuple[Step, ...] = (
     # 2: the series' NBIA MD5-hierarchy hash, for --full's top-down comparison (0.2.0)
     ("ALTER TABLE series ADD COLUMN md5_hierarchy TEXT NOT NULL DEFAULT ''",),
+    # 3: series WITHOUT ROWID, compact paths, a partial pending index (0.3.0; issue 13)
+    SERIES_COMPACT,
 )
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
+_COMPACT_VERSION = 3  # a ledger upgraded across it is vacuumed once to give the space back
 
-_ENTRY_COLUMNS = (
-    "series_uid, collection, patient_id, study_uid, path, state, fp_image_count, fp_file_size,"
-    " fp_max_submission, fp_date_released, modality, content_hash, series_version,"
-    " n_instances, bytes, attempts, last_error_class, md5_hierarchy"
-)
+
+def _vacuum(conn: sqlite3.Connection, target: Path) -> None:
+    """Give back the pages the version-3 rebuild freed (once). Another process holding the
+    ledger open only postpones that: the space stays free inside the file, nothing is lost."""
+    try:
+        conn.execute("VACUUM")
+    except sqlite3.OperationalError as exc:
+        log.warning("ledger %s upgraded but not compacted yet (%s)", target, exc)
 
 
 def utcnow() -> str:
@@ -126,7 +187,9 @@ class Ledger:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=30000")
-            migrate(conn, split_statements(SCHEMA), MIGRATIONS)
+            found = migrate(conn, split_statements(SCHEMA), MIGRATIONS)
+            if found < _COMPACT_VERSION:
+                _vacuum(conn, target)
         except BaseException as exc:
             conn.close()
             if isinstance(exc, OSError | sqlite3.Error):
@@ -170,15 +233,24 @@ class Ledger:
     # --- reading -------------------------------------------------------------------------
 
     def entries(self) -> dict[str, LedgerEntry]:
-        rows = self._conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM series")  # noqa: S608
-        return {row[0]: _entry(row) for row in rows}
+        """Every row (``ops verify``, tests): a sync reads :meth:`held_slice` instead."""
+        rows = self._conn.execute(f"SELECT {ENTRY_COLUMNS} FROM series")  # noqa: S608
+        return {row[0]: to_entry(row) for row in rows}
+
+    def pending_entries(self) -> dict[str, LedgerEntry]:
+        """Rows planned, in progress or failed, or submitted without an outcome."""
+        return ledger_read.pending(self._conn)
+
+    def held_slice(self, remote: Iterable[SeriesRecord], scope: PlanScope) -> HeldSlice:
+        """The rows ``plan_slice`` reads for this listing, queried in place."""
+        return ledger_read.held_slice(self._conn, remote, scope)
 
     def entry(self, series_uid: str) -> LedgerEntry | None:
         row = self._conn.execute(
-            f"SELECT {_ENTRY_COLUMNS} FROM series WHERE series_uid = ?",  # noqa: S608
+            f"SELECT {ENTRY_COLUMNS} FROM series WHERE series_uid = ?",  # noqa: S608
             (series_uid,),
         ).fetchone()
-        return _entry(row) if row else None
+        return to_entry(row) if row else None
 
     def counts_by_state(self) -> dict[str, int]:
         rows = self._conn.execute("SELECT state, count(*) FROM series GROUP BY state")
@@ -202,9 +274,9 @@ class Ledger:
         return {name: date.fromisoformat(wm) if wm else None for name, wm in rows}
 
     def mirrored_collections(self) -> list[str]:
-        rows = self._conn.execute(
-            "SELECT name FROM collections UNION SELECT DISTINCT collection FROM series"
-        )
+        # Every insert into series names its collection here too (since version 3), so this
+        # never scans a million rows.
+        rows = self._conn.execute("SELECT name FROM collections")
         return sorted(r[0] for r in rows)
 
     def last_run(self, *, successful: bool = False) -> RunRow | None:
@@ -323,6 +395,7 @@ class Ledger:
                     record.series_uid,
                 ),
             )
+            _compact_path(tx, record.series_uid)
             _event(
                 tx, run_id, record.series_uid, "updated" if changed else "unchanged", "", now=now
             )
@@ -385,6 +458,7 @@ class Ledger:
                     sidecar.series_uid,
                 ),
             )
+            _compact_path(tx, sidecar.series_uid)
             _event(tx, run_id, sidecar.series_uid, "reconciled", f"committed by {sidecar.run_id}",
                    now=now)  # fmt: skip
 
@@ -435,27 +509,8 @@ class Ledger:
                     sidecar.md5_hierarchy,
                 ),
             )
+            _compact_path(tx, sidecar.series_uid)
             tx.execute("INSERT OR IGNORE INTO collections (name) VALUES (?)", (sidecar.collection,))
-
-
-def _entry(row: tuple[Any, ...]) -> LedgerEntry:
-    return LedgerEntry(
-        series_uid=row[0],
-        collection=row[1],
-        patient_id=row[2],
-        study_uid=row[3],
-        path=row[4],
-        state=cast(State, row[5]),
-        fingerprint=(int(row[6]), int(row[7]), str(row[8]), str(row[9])),
-        modality=row[10],
-        content_hash=row[11],
-        series_version=int(row[12]),
-        n_instances=int(row[13]),
-        bytes=int(row[14]),
-        attempts=int(row[15]),
-        last_error_class=row[16],
-        md5_hierarchy=row[17],
-    )
 
 
 def _insert_if_absent(
@@ -480,7 +535,18 @@ def _insert_if_absent(
         ),
     )
     if cur.rowcount:
+        _compact_path(tx, record.series_uid)
+        tx.execute("INSERT OR IGNORE INTO collections (name) VALUES (?)", (record.collection,))
         _event(tx, run_id, record.series_uid, "added", "", now=now)
+
+
+def _compact_path(tx: sqlite3.Connection, uid: str) -> None:
+    """Store '' for a path that is the default layout of the row's own (new) fields; call it
+    after every write of ``path``, ``collection``, ``patient_id`` or ``study_uid``."""
+    tx.execute(
+        f"UPDATE series SET path = '' WHERE series_uid = ? AND path = {DEFAULT_PATH_SQL}",  # noqa: S608
+        (uid,),
+    )
 
 
 def _event(

@@ -292,3 +292,104 @@ def _guard_withdrawals(
             f"{len(withdrawn)} of {n_held} held series are gone upstream, over "
             f"--max-delete {max_delete} (limit {limit}); review, then rerun with a higher limit"
         )
+
+
+# --- planning from a slice of the ledger (the driver's path at any scale) -----------------
+
+
+@dataclass(frozen=True, slots=True)
+class HeldSlice:
+    """The part of the ledger one plan reads, so a run never loads every row.
+
+    ``entries`` holds the rows of the listed series, every row of a listed collection the
+    listing does not mention (withdrawal candidates) and every pending row (deferred);
+    ``counts`` gives, per listed collection, the rows the scope admits as (held but not
+    withdrawn, tombstones): all the two guards weigh. ``Ledger.held_slice`` builds it in place
+    with SQL; :meth:`of` builds it from a whole mapping.
+    """
+
+    entries: Mapping[str, LedgerEntry]
+    counts: Mapping[str, tuple[int, int]]
+
+    @classmethod
+    def of(cls, held: Mapping[str, LedgerEntry], scope: PlanScope) -> HeldSlice:
+        live = _held_in_listed(held, scope)
+        graves = Counter(
+            e.collection
+            for e in held.values()
+            if is_tombstone(e) and e.collection in scope.listed and _admits_entry(scope, e)
+        )
+        names = set(live) | set(graves)
+        return cls(held, {c: (live.get(c, 0), graves.get(c, 0)) for c in names})
+
+
+def plan_slice(
+    remote: Sequence[SeriesRecord],
+    held: HeldSlice,
+    *,
+    scope: PlanScope,
+    max_delete: MaxDelete = DEFAULT_MAX_DELETE,
+    template: str = DEFAULT_TEMPLATE,
+    delete: bool = False,
+    drifted: frozenset[str] = frozenset(),
+    allow_empty: frozenset[str] = frozenset(),
+) -> SyncPlan:
+    """:func:`plan` over a :class:`HeldSlice`: the same outcomes, the same order, the same
+    refusals (``tests/sync/test_sync_plan_slice.py`` holds it to :func:`plan`)."""
+    _guard_empty_counts(remote, held.counts, scope, allow_empty)
+    entries = held.entries
+    items: list[PlanItem] = []
+    rejected: list[Rejected] = []
+    seen: set[str] = set()
+    for record in remote:
+        if record.series_uid in seen or not _admits_record(scope, record):
+            continue
+        seen.add(record.series_uid)
+        item = _classify(record, entries.get(record.series_uid), template, drifted)
+        if isinstance(item, Rejected):
+            rejected.append(item)
+        else:
+            items.append(item)
+    withdrawn = _withdrawn(entries, seen, scope, delete=delete)
+    n_held = sum(
+        live + (graves if delete else 0)
+        for collection, (live, graves) in held.counts.items()
+        if collection not in allow_empty
+    )
+    _check_withdrawals(
+        sum(1 for w in withdrawn if w.collection not in allow_empty), n_held, max_delete
+    )
+    deferred = sorted(
+        uid
+        for uid, entry in entries.items()
+        if uid not in seen
+        and entry.state in PENDING_STATES
+        and _admits_entry(scope, entry)
+        and entry.collection not in scope.listed
+    )
+    return SyncPlan(tuple(items + withdrawn), tuple(rejected), tuple(deferred), scope)
+
+
+def _guard_empty_counts(
+    remote: Sequence[SeriesRecord],
+    counts: Mapping[str, tuple[int, int]],
+    scope: PlanScope,
+    allow_empty: frozenset[str],
+) -> None:
+    listed_upstream = {r.collection for r in remote if _admits_record(scope, r)}
+    for collection, (n_held, _) in sorted(counts.items()):
+        if n_held and collection not in listed_upstream and collection not in allow_empty:
+            raise SafetyAbort(
+                f"the archive listed no series for {collection!r} but the mirror holds "
+                f"{n_held}; refusing to treat that as a mass withdrawal (if it really was "
+                f"emptied upstream, rerun with --full --allow-empty {collection!r})"
+            )
+
+
+def _check_withdrawals(n_withdrawn: int, n_held: int, max_delete: MaxDelete) -> None:
+    limit = max_delete.limit(n_held)
+    if n_withdrawn > limit:
+        raise SafetyAbort(
+            f"{n_withdrawn} of {n_held} held series are gone upstream, over "
+            f"--max-delete {max_delete} (limit {limit}); review, then rerun with a higher limit"
+        )

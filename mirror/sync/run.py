@@ -36,7 +36,7 @@ from mirror.sync.hierarchy import DriftReport, find_drift
 from mirror.sync.ledger import Ledger, utcnow
 from mirror.sync.listing import Listing, gather
 from mirror.sync.manifest import write_text_atomic
-from mirror.sync.plan import LedgerEntry, PlanItem, SyncPlan, plan
+from mirror.sync.plan import HeldSlice, LedgerEntry, PlanItem, SyncPlan, plan_slice
 from mirror.sync.report import Failure, RunSummary
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,13 @@ def adaptive_settings(slots: int, cluster: ClusterConfig) -> AdaptiveSettings:
     return AdaptiveSettings(initial=min(INITIAL_DOWNLOADS, ceiling), maximum=ceiling)
 
 
+def _known_collections(ledger: Ledger) -> dict[str, date | None]:
+    """Every collection the mirror holds, with its watermark (None: list it in full), as
+    ``gather`` reads them: held collections without a watermark are never incremental."""
+    known: dict[str, date | None] = dict.fromkeys(ledger.mirrored_collections())
+    return known | ledger.watermarks()
+
+
 class SyncRun:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
@@ -127,17 +134,18 @@ class SyncRun:
 
     def _body(self) -> tuple[int, SyncPlan]:
         cfg, ledger = self.ctx.config, self.ctx.ledger
+        # Only the rows this run needs leave SQLite: pending ones, then the listing's slice.
         if not cfg.dry_run:
-            self._reconcile(ledger.entries())
-        held = ledger.entries()
+            self._reconcile(ledger.pending_entries())
         self.listing = gather(
             self.ctx.archive,
-            held,
-            ledger.watermarks(),
+            ledger.pending_entries(),
+            _known_collections(ledger),
             cfg.selection,
             full=cfg.full,
             overlap_days=cfg.overlap_days,
         )
+        held = ledger.held_slice(self.listing.records, self.listing.scope)
         the_plan = self._plan(held)
         suspect = self._damaged(the_plan)
         if cfg.full:
@@ -163,12 +171,10 @@ class SyncRun:
         self._withdraw(the_plan.by_outcome("withdrawn"))
         return (EXIT_PARTIAL if self.tally.failures else EXIT_OK), the_plan
 
-    def _plan(
-        self, held: dict[str, LedgerEntry], drifted: frozenset[str] = frozenset()
-    ) -> SyncPlan:
+    def _plan(self, held: HeldSlice, drifted: frozenset[str] = frozenset()) -> SyncPlan:
         cfg, listing = self.ctx.config, self.listing
         assert listing is not None
-        return plan(
+        return plan_slice(
             listing.records,
             held,
             scope=listing.scope,

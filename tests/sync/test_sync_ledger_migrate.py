@@ -137,3 +137,60 @@ def test_cli_refuses_a_ledger_from_a_newer_release_with_exit_2(tmp_path: Path) -
     assert result.exit_code == 2, result.output
     assert "newer than this release" in result.output
     assert version_of(state / "ledger.sqlite") == SCHEMA_VERSION + 5
+
+
+def _schema(path: Path) -> dict[str, str]:
+    conn = sqlite3.connect(path)
+    try:
+        return {name: sql or "" for name, sql in conn.execute("SELECT name, sql FROM sqlite_schema")}
+    finally:
+        conn.close()
+
+
+def _stored_paths(path: Path) -> dict[str, str]:
+    conn = sqlite3.connect(path)
+    try:
+        return dict(conn.execute("SELECT series_uid, path FROM series"))
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("start", [0, 2])
+def test_upgrading_to_version_3_compacts_series_and_keeps_every_entry(
+    old_ledger: Path, start: int
+) -> None:
+    """From 0.1.0 (no user_version) and from 0.2.0 (version 2, today's main): the entries
+    read back the same, the table is keyed by UID alone, default paths are stored empty,
+    the state and collection indexes give way to a partial pending index, and every held
+    collection is in ``collections``."""
+    if start:  # a version-2 ledger: the 0.1.0 dump taken through the first step only
+        conn = sqlite3.connect(old_ledger, isolation_level=None)
+        migrate(conn, split_statements(SCHEMA), ledger_mod.MIGRATIONS[:1])
+        conn.close()
+    assert version_of(old_ledger) == start
+    before = _stored_paths(old_ledger)
+    rows_before = _rows(old_ledger)
+    with Ledger.open(old_ledger) as ledger:
+        entries = ledger.entries()
+        assert {uid: e.path for uid, e in entries.items()} == before
+        assert ledger.counts_by_state() == {"present": 5, "withdrawn": 1}
+        assert ledger.mirrored_collections() == ["Sim-Brain", "Sim-Lung"]
+        assert ledger.pending_entries() == {}
+    assert version_of(old_ledger) == SCHEMA_VERSION >= 3
+    schema = _schema(old_ledger)
+    assert "WITHOUT ROWID" in schema["series"]
+    assert {"series_state", "series_collection", "sqlite_autoindex_series_1"}.isdisjoint(schema)
+    assert "WHERE" in schema["series_pending"]
+    assert set(_stored_paths(old_ledger).values()) == {""}  # all six use the default layout
+    # every other column keeps its value (md5_hierarchy arrived empty in version 2)
+    assert _rows(old_ledger) == [{"md5_hierarchy": ""} | row for row in rows_before]
+
+
+def _rows(path: Path) -> list[dict[str, object]]:
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute("SELECT * FROM series ORDER BY series_uid").fetchall()
+        return [{k: row[k] for k in row.keys() if k != "path"} for row in rows]
+    finally:
+        conn.close()

@@ -1,0 +1,124 @@
+"""Reading the ledger in place: the rows one plan needs, never a dict of every row.
+
+At a million series a ``LedgerEntry`` per row costs close to a gigabyte and ten seconds, so
+the driver asks SQLite for the slice a plan reads (:func:`held_slice`): the series listed
+outside fully listed collections (a join against a temporary table of their UIDs), the
+rows of fully listed collections (``--full`` needs them all: withdrawals are the rows the
+listing misses), and the pending rows (a partial index). A nightly run with nothing new
+reads a handful of rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+
+from mirror.archive.port import SeriesRecord
+from mirror.sync.plan import HeldSlice, LedgerEntry, PlanScope, State
+
+# The stored path is '' when it is the default layout of the row's own fields (a third of a
+# row at scale); this expression gives it back (ledger.py: _compact_path writes it).
+DEFAULT_PATH_SQL = "collection || '/' || patient_id || '/' || study_uid || '/' || series_uid"
+PATH_SQL = f"CASE WHEN path = '' THEN {DEFAULT_PATH_SQL} ELSE path END"
+
+ENTRY_COLUMNS = (
+    f"series_uid, collection, patient_id, study_uid, {PATH_SQL}, state, fp_image_count,"
+    " fp_file_size, fp_max_submission, fp_date_released, modality, content_hash,"
+    " series_version, n_instances, bytes, attempts, last_error_class, md5_hierarchy"
+)
+# Must read exactly as the partial index series_pending's WHERE, so SQLite uses the index.
+PENDING_SQL = "(state IN ('planned', 'in_progress', 'failed') OR attempts > 0)"
+_BATCH = 50_000
+
+
+def to_entry(row: Sequence[Any]) -> LedgerEntry:
+    # Low-cardinality strings are interned: a million rows share a few dozen objects.
+    intern = sys.intern
+    return LedgerEntry(
+        series_uid=row[0],
+        collection=intern(row[1]),
+        patient_id=row[2],
+        study_uid=row[3],
+        path=row[4],
+        state=cast(State, intern(row[5])),
+        fingerprint=(int(row[6]), int(row[7]), intern(str(row[8])), intern(str(row[9]))),
+        modality=intern(row[10]),
+        content_hash=row[11],
+        series_version=int(row[12]),
+        n_instances=int(row[13]),
+        bytes=int(row[14]),
+        attempts=int(row[15]),
+        last_error_class=intern(row[16]),
+        md5_hierarchy=row[17],
+    )
+
+
+def pending(conn: sqlite3.Connection) -> dict[str, LedgerEntry]:
+    """Rows a run may still owe work: planned, in progress, failed, or submitted without a
+    recorded outcome (``attempts > 0``)."""
+    rows = conn.execute(f"SELECT {ENTRY_COLUMNS} FROM series WHERE {PENDING_SQL}")  # noqa: S608
+    return {row[0]: to_entry(row) for row in rows}
+
+
+def held_slice(
+    conn: sqlite3.Connection, remote: Iterable[SeriesRecord], scope: PlanScope
+) -> HeldSlice:
+    """Everything :func:`mirror.sync.plan.plan_slice` reads for this listing and scope.
+
+    A fully listed collection is read whole, in one scan (its rows are the listed series and
+    the withdrawal candidates; ``--full`` reads them all, as it must); series listed outside
+    those collections (a nightly's updates) are joined by UID; pending rows come from their
+    partial index.
+    """
+    entries = _in_collections(conn, scope) if scope.listed else {}
+    outside = (r for r in remote if r.collection not in scope.listed)
+    entries |= _listed(conn, outside, scope)
+    entries |= pending(conn)
+    return HeldSlice.of(entries, scope)
+
+
+def _in_collections(conn: sqlite3.Connection, scope: PlanScope) -> dict[str, LedgerEntry]:
+    # Every row of the listed collections, not only those the scope admits: a listed series
+    # the scope admits may be held under another modality or patient, and still is held.
+    rows = conn.execute(
+        f"SELECT {ENTRY_COLUMNS} FROM series"  # noqa: S608
+        " WHERE collection IN (SELECT value FROM json_each(?))",
+        (json.dumps(sorted(scope.listed)),),
+    )
+    return _collect(rows)
+
+
+def _listed(
+    conn: sqlite3.Connection, remote: Iterable[SeriesRecord], scope: PlanScope
+) -> dict[str, LedgerEntry]:
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS listed_uids (uid TEXT PRIMARY KEY) WITHOUT ROWID")
+    uids = (
+        (r.series_uid,)
+        for r in remote
+        if scope.admits(r.collection, r.patient_id, r.modality, r.series_uid)
+    )
+    # One transaction for the fill (autocommit would make one per row); it writes only the
+    # connection's temp database, so no lock is taken on the ledger itself.
+    conn.execute("BEGIN")
+    try:
+        conn.execute("DELETE FROM temp.listed_uids")
+        conn.executemany("INSERT OR IGNORE INTO temp.listed_uids VALUES (?)", uids)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    rows = conn.execute(
+        f"SELECT {ENTRY_COLUMNS} FROM temp.listed_uids JOIN series"  # noqa: S608
+        " ON series.series_uid = listed_uids.uid"
+    )
+    return _collect(rows)
+
+
+def _collect(cursor: sqlite3.Cursor) -> dict[str, LedgerEntry]:
+    out: dict[str, LedgerEntry] = {}
+    while batch := cursor.fetchmany(_BATCH):
+        out.update((row[0], to_entry(row)) for row in batch)
+    return out
