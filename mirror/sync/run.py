@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mirror import __version__
-from mirror.archive.port import Archive, HashedArchive, SeriesRecord
+from mirror.archive.port import HashedArchive, SeriesRecord, Source
 from mirror.config import INITIAL_DOWNLOADS, ClusterConfig, SyncConfig
 from mirror.errors import (
     EXIT_DESTINATION,
@@ -77,7 +77,7 @@ class Tally:
 @dataclass(frozen=True, slots=True)
 class RunContext:
     config: SyncConfig
-    archive: Archive
+    archive: Source
     store: Store
     ledger: Ledger
     run_id: str
