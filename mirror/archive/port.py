@@ -85,7 +85,7 @@ class SeriesRecord:
     site: str = ""  # Site
     data_description_uri: str = ""  # DataDescriptionURI
     version_token: str = ""  # IDC: crdc_series_uuid (a revision gets a new one); NBIA: ""
-    source: str = ""  # which source listed it ("nbia", "idc"); "" = the archive's default
+    source: str = ""  # which source listed it ("idc"; "" or "nbia" = NBIA, the default)
     location: str = ""  # where the source keeps it, when it says (IDC: the aws_bucket)
 
     @property
@@ -183,6 +183,20 @@ class FetchMeter:
 
     received: int = 0
     notes: list[str] = field(default_factory=list)
+
+
+@runtime_checkable
+class IndexedSource(Protocol):
+    """A source whose whole listing is a local index (IDC's release Parquet).
+
+    Listing it fully costs no request, so the engine always reconciles every target
+    collection against it (withdrawals are visible every run); the release is the watermark.
+    """
+
+    @property
+    def release(self) -> str:
+        """The release the listing describes, e.g. ``25.0.5``."""
+        ...
 
 
 @runtime_checkable

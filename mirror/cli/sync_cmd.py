@@ -42,6 +42,29 @@ StateDir = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+SourceOpt = Annotated[
+    str,
+    typer.Option(
+        "--source",
+        help="nbia (the NBIA v4 API), idc (Imaging Data Commons' buckets) or auto "
+        "(each series from IDC where IDC has it, else NBIA).",
+    ),
+]
+IdcIndex = Annotated[
+    str | None,
+    typer.Option(
+        "--idc-index",
+        help="IDC release index: a folder or URL holding idc_index.parquet "
+        "(default: the installed idc-index-data).",
+    ),
+]
+IdcEndpoint = Annotated[
+    str | None,
+    typer.Option(
+        "--idc-endpoint",
+        help="S3-compatible endpoint for IDC's buckets (env MIRROR_IDC_ENDPOINT; default AWS).",
+    ),
+]
 
 ledger_app = typer.Typer(help="Maintain the sync ledger.", no_args_is_help=True)
 
@@ -64,6 +87,9 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
     archive: Annotated[
         str | None, typer.Option("--archive", help="NBIA API base URL (env MIRROR_ARCHIVE_URL).")
     ] = None,
+    source: SourceOpt = "nbia",
+    idc_index: IdcIndex = None,
+    idc_endpoint: IdcEndpoint = None,
     manifest: Annotated[
         Path | None, typer.Option("--manifest", help="A .tcia manifest or a UID list.")
     ] = None,
@@ -156,6 +182,7 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
     """Incrementally mirror collections into DEST; exit codes are documented in the README."""
 
     def call() -> RunSummary:
+        from mirror.archive.sources import open_source
         from mirror.sync.manifest import read_manifest
         from mirror.sync.service import sync
 
@@ -190,8 +217,11 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
             store_options=store_options_from_env(dest),
             lease_seconds=lease_seconds_from_env(),
         )
+        the_source = open_source(
+            source, config.archive_url, idc_index=idc_index, idc_endpoint=idc_endpoint
+        )
         with _progress_display(as_json) as progress:
-            return sync(config, progress=progress)
+            return sync(config, archive=the_source, progress=progress)
 
     summary = run(call)
     _print_summary(summary, as_json)

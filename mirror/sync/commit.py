@@ -95,6 +95,9 @@ def refreshed(
 ) -> SeriesSidecar:
     """Same content, listing fields as they are now (fingerprint, license, extras) and
     the archive's series hash from this download (older sidecars lack it)."""
+    extra = listing_extra(record)
+    if "instance_checks" in sidecar.extra:  # the content is the same: so are its checks
+        extra["instance_checks"] = sidecar.extra["instance_checks"]
     return dataclasses.replace(
         sidecar,
         md5_hierarchy=md5_hierarchy or sidecar.md5_hierarchy,
@@ -102,7 +105,7 @@ def refreshed(
         fingerprint=record.fingerprint,
         license_name=record.license_name,
         license_uri=record.license_uri,
-        extra=listing_extra(record),
+        extra=extra,
     )
 
 

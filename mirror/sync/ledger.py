@@ -81,6 +81,8 @@ CREATE TABLE IF NOT EXISTS events (
 MIGRATIONS: tuple[Step, ...] = (
     # 2: the series' NBIA MD5-hierarchy hash, for --full's top-down comparison (0.2.0)
     ("ALTER TABLE series ADD COLUMN md5_hierarchy TEXT NOT NULL DEFAULT ''",),
+    # 3: which source served the held copy ('nbia', 'idc'; '' = before sources existed)
+    ("ALTER TABLE series ADD COLUMN source TEXT NOT NULL DEFAULT ''",),
 )
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
@@ -323,6 +325,10 @@ class Ledger:
                     record.series_uid,
                 ),
             )
+            tx.execute(  # a record without a source tag comes from NBIA (the default source)
+                "UPDATE series SET source = ? WHERE series_uid = ?",
+                (record.source or "nbia", record.series_uid),
+            )
             _event(
                 tx, run_id, record.series_uid, "updated" if changed else "unchanged", "", now=now
             )
@@ -437,6 +443,11 @@ class Ledger:
             )
             tx.execute("INSERT OR IGNORE INTO collections (name) VALUES (?)", (sidecar.collection,))
 
+
+    def sources(self) -> dict[str, str]:
+        """SeriesInstanceUID -> the source that served its held copy ('' if unknown)."""
+        rows = self._conn.execute("SELECT series_uid, source FROM series").fetchall()
+        return {str(uid): str(src) for uid, src in rows}
 
 def _entry(row: tuple[Any, ...]) -> LedgerEntry:
     return LedgerEntry(

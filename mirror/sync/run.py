@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mirror import __version__
-from mirror.archive.port import HashedArchive, SeriesRecord, Source
+from mirror.archive.port import HashedArchive, IndexedSource, SeriesRecord, Source
 from mirror.config import INITIAL_DOWNLOADS, ClusterConfig, SyncConfig
 from mirror.errors import (
     EXIT_DESTINATION,
@@ -465,6 +465,8 @@ class SyncRun:
 
     def _extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}
+        if isinstance(self.ctx.archive, IndexedSource):  # IDC: the release is the watermark
+            extra["idc_release"] = self.ctx.archive.release
         if self.listing and self.listing.not_found:
             extra["not_found"] = list(self.listing.not_found)
         if self.drift is not None:
