@@ -293,6 +293,16 @@ def verify_command(  # noqa: PLR0917 - one parameter per CLI option
     ] = None,
     state_dir: StateDir = None,
     as_json: AsJson = False,
+    cross_source: Annotated[
+        bool,
+        typer.Option(
+            "--cross-source",
+            help="Also compare NBIA's MD5s with IDC's object MD5s for every held series both "
+            "list; every difference is reported (exit 5).",
+        ),
+    ] = False,
+    idc_index: IdcIndex = None,
+    idc_endpoint: IdcEndpoint = None,
 ) -> None:
     """Check every held series against its sidecar (and the archive); exit 5 on any problem."""
     from mirror.storage import open_store
@@ -311,8 +321,14 @@ def verify_command(  # noqa: PLR0917 - one parameter per CLI option
         return verify(store, ledger, deep=deep, upstream=the_archive)
 
     report = run(call)
+    cross = None
+    if cross_source:
+        cross = run(lambda: _cross_source(dest, archive, idc_index, idc_endpoint))
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=1, sort_keys=True))
+        data = report.to_dict()
+        if cross is not None:
+            data["cross_source"] = cross.to_dict()
+        typer.echo(json.dumps(data, indent=1, sort_keys=True))
     else:
         for broken in report.broken:
             for problem in broken.problems:
@@ -320,8 +336,35 @@ def verify_command(  # noqa: PLR0917 - one parameter per CLI option
         state = "ok" if report.ok else f"{len(report.broken)} series broken"
         mode = "".join(flag for flag, on in ((" --deep", deep), (" --upstream", upstream)) if on)
         typer.echo(f"verify{mode}: {report.checked} series checked, {state}")
-    if not report.ok:
+        if cross is not None:
+            _print_cross(cross)
+    if not report.ok or (cross is not None and not cross.ok):
         raise typer.Exit(EXIT_VERIFY)
+
+
+def _cross_source(
+    dest: str, archive: str | None, idc_index: str | None, idc_endpoint: str | None
+) -> Any:
+    from mirror.archive.sources import open_source
+    from mirror.storage import open_store
+    from mirror.sync.crossverify import cross_source
+
+    store = open_store(dest, **store_options_from_env(dest))
+    url = archive_url_from_env(archive)
+    idc = open_source("idc", url, idc_index=idc_index, idc_endpoint=idc_endpoint)
+    return cross_source(store, open_source("nbia", url), idc)
+
+
+def _print_cross(cross: Any) -> None:
+    from mirror.sync.crossverify import describe
+
+    for line in describe(cross.differences):
+        typer.echo(line, err=True)
+    state = "identical" if cross.ok else f"{len(cross.differences)} series differ"
+    typer.echo(
+        f"cross-source: {cross.checked} series held by both NBIA and IDC compared, {state}"
+        f" ({cross.only_one_source} listed by one source only, {cross.downloads} fetched)"
+    )
 
 
 def rebuild_command(dest: Dest, state_dir: StateDir = None) -> None:

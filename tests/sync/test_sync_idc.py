@@ -5,6 +5,7 @@ bucket's bytes (or the archive's), and a second run does nothing."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
@@ -202,3 +203,41 @@ def test_a_change_of_source_does_not_refetch_matching_content(
         assert sidecar.content_hash == before[uid].content_hash
         assert sidecar.extra["source"] == "idc"
     assert set(ledger_sources(cfg).values()) == {"idc"}
+
+
+# --- the CLI: --source, verify --cross-source ---------------------------------------------
+
+
+def cli(*argv: str) -> Any:
+    from typer.testing import CliRunner
+
+    from mirror.cli import app
+
+    return CliRunner().invoke(app, list(argv))
+
+
+def idc_flags(world: IdcWorld) -> list[str]:
+    return ["--idc-index", str(world.release.index_dir), "--idc-endpoint", world.endpoint]
+
+
+def test_cli_sync_from_idc_then_cross_source_verify_reports_every_difference(
+    world: IdcWorld, cfg: SyncConfig, sim: SimArchive, archive_server: Any
+) -> None:
+    dest, nbia = cfg.dest, ["--archive", archive_server.base_url]
+    synced = cli("sync", "--dest", dest, "--source", "idc", *idc_flags(world), "--threads-only")
+    assert synced.exit_code == EXIT_OK, synced.output
+    same = cli("verify", "--dest", dest, "--cross-source", *nbia, *idc_flags(world))
+    assert same.exit_code == EXIT_OK, same.output
+    assert f"{len(sim.series_uids())} series held by both" in same.output
+    # NBIA now serves other bytes for one instance than IDC's release holds.
+    uid = sim.series_uids("Sim-Lung")[0]
+    sim.replace_instance(uid, 1)
+    differ = cli("verify", "--dest", dest, "--cross-source", "--json", *nbia, *idc_flags(world))
+    assert differ.exit_code == 5, differ.output
+    report = json.loads(differ.stdout)["cross_source"]
+    assert [d["series_uid"] for d in report["differences"]] == [uid]
+    (diff,) = report["differences"]
+    assert diff["only_nbia"] == [sim.true_md5(uid, 1)]
+    assert len(diff["only_idc"]) == 1
+    # NBIA lists no per-instance digests: its side of IDC-served copies is fetched.
+    assert report["downloads"] == len(sim.series_uids())
