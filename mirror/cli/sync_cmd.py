@@ -394,19 +394,24 @@ def demo_command(
     workers: Annotated[
         int, typer.Option("--workers", help="Worker processes (0: threads only).")
     ] = 2,
+    source: SourceOpt = "nbia",
 ) -> None:
-    """Serve a simulated TCIA on 127.0.0.1 and mirror it into DEST (offline, no setup)."""
+    """Serve a simulated TCIA (NBIA API, IDC bucket, or both) on 127.0.0.1 and mirror it
+    into DEST (offline, no setup)."""
+    from mirror.cli.demo_sources import simulated_source
     from mirror.sync.demo import demo
 
     config = SyncConfig(dest=str(dest), cluster=ClusterConfig(workers=workers, threads=4))
 
     def call() -> Any:
-        with _progress_display(False) as progress:
+        with simulated_source(source, preset) as simulated, _progress_display(False) as progress:
+            typer.echo(f"simulated {source} source at {simulated.url}", err=True)
             return demo(
                 config,
-                preset=preset,
+                source=simulated.source,
+                url=simulated.url,
+                today=simulated.today,
                 progress=progress,
-                on_server=lambda url: typer.echo(f"simulated archive at {url}", err=True),
             )
 
     result = run(call)

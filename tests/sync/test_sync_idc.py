@@ -241,3 +241,15 @@ def test_cli_sync_from_idc_then_cross_source_verify_reports_every_difference(
     assert len(diff["only_idc"]) == 1
     # NBIA lists no per-instance digests: its side of IDC-served copies is fetched.
     assert report["downloads"] == len(sim.series_uids())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["idc", "auto"])
+def test_demo_from_a_simulated_idc_runs_offline(tmp_path: Path, source: str) -> None:
+    out = cli("demo", "--dest", str(tmp_path / "d"), "--preset", "tiny", "--workers", "0",
+              "--source", source)  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "Sim-Lung" in out.stdout
+    held = sidecars(tmp_path / "d")
+    assert len(held) == 6
+    assert {sc.extra["source"] for sc in held.values()} == {"idc"}
