@@ -253,3 +253,20 @@ def test_demo_from_a_simulated_idc_runs_offline(tmp_path: Path, source: str) -> 
     held = sidecars(tmp_path / "d")
     assert len(held) == 6
     assert {sc.extra["source"] for sc in held.values()} == {"idc"}
+
+
+@pytest.mark.parametrize("hostile", ["../{name}", "/{name}", "{uuid}/../../{name}"])
+def test_hostile_keys_are_refused_and_nothing_escapes(
+    world: IdcWorld, cfg: SyncConfig, sim: SimArchive, tmp_path: Path, hostile: str
+) -> None:
+    uid = sim.series_uids("Sim-Lung")[0]
+    uuid = world.idc.uuid_of(uid)
+    name = world.idc.object_keys(uid)[0].split("/", 1)[1]
+    world.faults.hostile[f"{uuid}/"] = [hostile.format(uuid=uuid, name=name)]
+    summary = run(cfg, world.archive(), sim)
+    assert summary.exit_code == EXIT_PARTIAL
+    (failure,) = summary.failures
+    assert (failure.series_uid, failure.error_class) == (uid, "UnsafeArchiveEntry")
+    assert uid not in sidecars(Path(cfg.dest))
+    assert not [p for p in tmp_path.rglob(name)]  # written nowhere, inside or outside
+    assert_equals_bucket(Path(cfg.dest), world, set(sim.series_uids()) - {uid})
