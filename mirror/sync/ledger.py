@@ -325,10 +325,7 @@ class Ledger:
                     record.series_uid,
                 ),
             )
-            tx.execute(  # a record without a source tag comes from NBIA (the default source)
-                "UPDATE series SET source = ? WHERE series_uid = ?",
-                (record.source or "nbia", record.series_uid),
-            )
+            _set_source(tx, record.series_uid, record.source)
             _event(
                 tx, run_id, record.series_uid, "updated" if changed else "unchanged", "", now=now
             )
@@ -391,6 +388,7 @@ class Ledger:
                     sidecar.series_uid,
                 ),
             )
+            _set_source(tx, sidecar.series_uid, str(sidecar.extra.get("source", "")))
             _event(tx, run_id, sidecar.series_uid, "reconciled", f"committed by {sidecar.run_id}",
                    now=now)  # fmt: skip
 
@@ -442,12 +440,19 @@ class Ledger:
                 ),
             )
             tx.execute("INSERT OR IGNORE INTO collections (name) VALUES (?)", (sidecar.collection,))
-
+            _set_source(tx, sidecar.series_uid, str(sidecar.extra.get("source", "")))
 
     def sources(self) -> dict[str, str]:
         """SeriesInstanceUID -> the source that served its held copy ('' if unknown)."""
         rows = self._conn.execute("SELECT series_uid, source FROM series").fetchall()
         return {str(uid): str(src) for uid, src in rows}
+
+
+def _set_source(tx: sqlite3.Connection, series_uid: str, source: str) -> None:
+    """Which source served the held copy (no tag: NBIA, the default source)."""
+    tx.execute(
+        "UPDATE series SET source = ? WHERE series_uid = ?", (source or "nbia", series_uid)
+    )
 
 def _entry(row: tuple[Any, ...]) -> LedgerEntry:
     return LedgerEntry(

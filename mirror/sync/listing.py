@@ -48,7 +48,8 @@ def gather(
     targets = _targets(archive, held, watermarks, selection)
     # A source listed from a local index (IDC's release) is reconciled in full every run:
     # free, and its withdrawals are then always seen; the release is its watermark.
-    full = full or isinstance(archive, IndexedSource)
+    indexed = isinstance(archive, IndexedSource)
+    full = full or indexed
     full_set = frozenset(c for c in targets if full or watermarks.get(c) is None)
     incremental = targets - full_set
     records: list[SeriesRecord] = []
@@ -61,7 +62,9 @@ def gather(
     scope = _scope(selection, targets, full_set)
     records.extend(_pending_lookups(archive, held, records, scope))
     first_wm = None if full_set else before
-    advance = frozenset() if selection.filtered else targets
+    # The date watermark is NBIA's ``getUpdatedSeries`` cursor: a run that read an index
+    # (IDC, or auto's full NBIA listing) must not move it past changes NBIA has not shown.
+    advance = frozenset() if selection.filtered or indexed else targets
     return Listing(tuple(records), scope, advance, first_wm)
 
 
