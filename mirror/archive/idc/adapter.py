@@ -147,8 +147,8 @@ class IdcArchive:
     @contextmanager
     def stream_series(self, series_uid: str) -> Iterator[Iterator[bytes]]:
         raise ArchiveProtocolError(
-            f"IDC serves {series_uid} as separate objects, not NBIA's ZIP: use IdcArchive.fetch "
-            "(the generalised source port of issue #10)"
+            f"IDC serves {series_uid} as separate objects, not NBIA's ZIP: use "
+            "IdcArchive.fetch_series (the source port)"
         )
         yield iter(())  # pragma: no cover  (makes this a generator for @contextmanager)
 
