@@ -494,7 +494,8 @@ def main() -> int:
             "plan_scale",
             "verify on one core: inflate+CRC+MD5+write, 0.5 MB files",
             [
-                f"{rate['dicom_MBps_per_core']:.0f} MB/s, {rate['files_per_s_per_core']:.0f} files/s",
+                f"{rate['dicom_MBps_per_core']:.0f} MB/s,"
+                f" {rate['files_per_s_per_core']:.0f} files/s",
                 *("-", "-", "-"),
             ],
         )

@@ -32,6 +32,7 @@ from typing import Any
 from mirror.errors import IntegrityError, UsageError
 
 SIDECAR_NAME = "_series.json"
+LICENSE = "LICENSE"  # the one non-instance file a series folder may hold (NBIA ships it)
 SIDECAR_SCHEMA_VERSION = 1
 RESERVED_PREFIXES = ("_index", "_zarr", "_runs", "_attic", ".staging", "_locks", "_state")
 DEFAULT_TEMPLATE = "{collection}/{patient_id}/{study_uid}/{series_uid}"

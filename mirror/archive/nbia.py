@@ -21,6 +21,7 @@ import urllib3
 from mirror.archive import parse
 from mirror.archive.auth import TokenManager, token_url_for
 from mirror.archive.http import Body, InvalidParameter, RetryPolicy, Sleep, Transport
+from mirror.archive.nbiazip import ZipSeriesSource
 from mirror.archive.port import (
     CollectionRecord,
     HashNode,
@@ -41,7 +42,7 @@ def default_url() -> str:
     return os.environ.get(URL_ENV) or DEFAULT_URL
 
 
-class NbiaArchive:
+class NbiaArchive(ZipSeriesSource):
     """The NBIA v4 API as an :class:`~mirror.archive.port.Archive`.
 
     ``url`` defaults to ``$MIRROR_ARCHIVE_URL`` or TCIA's public v4 root. Credentials are

@@ -42,6 +42,29 @@ StateDir = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+SourceOpt = Annotated[
+    str,
+    typer.Option(
+        "--source",
+        help="nbia (the NBIA v4 API), idc (Imaging Data Commons' buckets) or auto "
+        "(each series from IDC where IDC has it, else NBIA).",
+    ),
+]
+IdcIndex = Annotated[
+    str | None,
+    typer.Option(
+        "--idc-index",
+        help="IDC release index: a folder or URL holding idc_index.parquet "
+        "(default: the installed idc-index-data).",
+    ),
+]
+IdcEndpoint = Annotated[
+    str | None,
+    typer.Option(
+        "--idc-endpoint",
+        help="S3-compatible endpoint for IDC's buckets (env MIRROR_IDC_ENDPOINT; default AWS).",
+    ),
+]
 
 ledger_app = typer.Typer(help="Maintain the sync ledger.", no_args_is_help=True)
 
@@ -64,6 +87,9 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
     archive: Annotated[
         str | None, typer.Option("--archive", help="NBIA API base URL (env MIRROR_ARCHIVE_URL).")
     ] = None,
+    source: SourceOpt = "nbia",
+    idc_index: IdcIndex = None,
+    idc_endpoint: IdcEndpoint = None,
     manifest: Annotated[
         Path | None, typer.Option("--manifest", help="A .tcia manifest or a UID list.")
     ] = None,
@@ -156,6 +182,7 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
     """Incrementally mirror collections into DEST; exit codes are documented in the README."""
 
     def call() -> RunSummary:
+        from mirror.archive.sources import open_source
         from mirror.sync.manifest import read_manifest
         from mirror.sync.service import sync
 
@@ -190,8 +217,11 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
             store_options=store_options_from_env(dest),
             lease_seconds=lease_seconds_from_env(),
         )
+        the_source = open_source(
+            source, config.archive_url, idc_index=idc_index, idc_endpoint=idc_endpoint
+        )
         with _progress_display(as_json) as progress:
-            return sync(config, progress=progress)
+            return sync(config, archive=the_source, progress=progress)
 
     summary = run(call)
     _print_summary(summary, as_json)
@@ -263,6 +293,16 @@ def verify_command(  # noqa: PLR0917 - one parameter per CLI option
     ] = None,
     state_dir: StateDir = None,
     as_json: AsJson = False,
+    cross_source: Annotated[
+        bool,
+        typer.Option(
+            "--cross-source",
+            help="Also compare NBIA's MD5s with IDC's object MD5s for every held series both "
+            "list; every difference is reported (exit 5).",
+        ),
+    ] = False,
+    idc_index: IdcIndex = None,
+    idc_endpoint: IdcEndpoint = None,
 ) -> None:
     """Check every held series against its sidecar (and the archive); exit 5 on any problem."""
     from mirror.storage import open_store
@@ -281,8 +321,14 @@ def verify_command(  # noqa: PLR0917 - one parameter per CLI option
         return verify(store, ledger, deep=deep, upstream=the_archive)
 
     report = run(call)
+    cross = None
+    if cross_source:
+        cross = run(lambda: _cross_source(dest, archive, idc_index, idc_endpoint))
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=1, sort_keys=True))
+        data = report.to_dict()
+        if cross is not None:
+            data["cross_source"] = cross.to_dict()
+        typer.echo(json.dumps(data, indent=1, sort_keys=True))
     else:
         for broken in report.broken:
             for problem in broken.problems:
@@ -290,8 +336,35 @@ def verify_command(  # noqa: PLR0917 - one parameter per CLI option
         state = "ok" if report.ok else f"{len(report.broken)} series broken"
         mode = "".join(flag for flag, on in ((" --deep", deep), (" --upstream", upstream)) if on)
         typer.echo(f"verify{mode}: {report.checked} series checked, {state}")
-    if not report.ok:
+        if cross is not None:
+            _print_cross(cross)
+    if not report.ok or (cross is not None and not cross.ok):
         raise typer.Exit(EXIT_VERIFY)
+
+
+def _cross_source(
+    dest: str, archive: str | None, idc_index: str | None, idc_endpoint: str | None
+) -> Any:
+    from mirror.archive.sources import open_source
+    from mirror.storage import open_store
+    from mirror.sync.crossverify import cross_source
+
+    store = open_store(dest, **store_options_from_env(dest))
+    url = archive_url_from_env(archive)
+    idc = open_source("idc", url, idc_index=idc_index, idc_endpoint=idc_endpoint)
+    return cross_source(store, open_source("nbia", url), idc)
+
+
+def _print_cross(cross: Any) -> None:
+    from mirror.sync.crossverify import describe
+
+    for line in describe(cross.differences):
+        typer.echo(line, err=True)
+    state = "identical" if cross.ok else f"{len(cross.differences)} series differ"
+    typer.echo(
+        f"cross-source: {cross.checked} series held by both NBIA and IDC compared, {state}"
+        f" ({cross.only_one_source} listed by one source only, {cross.downloads} fetched)"
+    )
 
 
 def rebuild_command(dest: Dest, state_dir: StateDir = None) -> None:
@@ -321,19 +394,24 @@ def demo_command(
     workers: Annotated[
         int, typer.Option("--workers", help="Worker processes (0: threads only).")
     ] = 2,
+    source: SourceOpt = "nbia",
 ) -> None:
-    """Serve a simulated TCIA on 127.0.0.1 and mirror it into DEST (offline, no setup)."""
+    """Serve a simulated TCIA (NBIA API, IDC bucket, or both) on 127.0.0.1 and mirror it
+    into DEST (offline, no setup)."""
+    from mirror.cli.demo_sources import simulated_source
     from mirror.sync.demo import demo
 
     config = SyncConfig(dest=str(dest), cluster=ClusterConfig(workers=workers, threads=4))
 
     def call() -> Any:
-        with _progress_display(False) as progress:
+        with simulated_source(source, preset) as simulated, _progress_display(False) as progress:
+            typer.echo(f"simulated {source} source at {simulated.url}", err=True)
             return demo(
                 config,
-                preset=preset,
+                source=simulated.source,
+                url=simulated.url,
+                today=simulated.today,
                 progress=progress,
-                on_server=lambda url: typer.echo(f"simulated archive at {url}", err=True),
             )
 
     result = run(call)

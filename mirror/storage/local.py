@@ -13,40 +13,20 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, BinaryIO, TypeVar
 
 from mirror.errors import ObjectNotFound, PreconditionFailed, StoreError, UsageError
+from mirror.storage import publish
 from mirror.storage.keys import PARTIAL_SUFFIX, check_key, check_prefix
 from mirror.storage.oserrors import store_errors
 from mirror.storage.port import ObjectInfo, StoreCapabilities
+from mirror.storage.publish import ensure_parent, fsync_dir
 
 _CHUNK = 1 << 20
 FILE_MODE = 0o644
 T = TypeVar("T")
-
-
-def ensure_parent(directory: str, create: Callable[[], T]) -> T:
-    """``makedirs(directory)`` then ``create()``, retried if a concurrent task pruned an
-    empty parent in between (deletes and moves remove emptied folders)."""
-    for _ in range(9):
-        os.makedirs(directory, exist_ok=True)
-        try:
-            return create()
-        except FileNotFoundError:
-            continue
-    os.makedirs(directory, exist_ok=True)
-    return create()
-
-
-def fsync_dir(path: str) -> None:
-    """Persist a directory entry change (rename, create) on POSIX file systems."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalStore:
@@ -238,6 +218,24 @@ class LocalStore:
             except OSError:
                 return
             directory = os.path.dirname(directory)
+
+    # --- staged series -------------------------------------------------------------------
+
+    def staging(
+        self, run_id: str, name: str, *, scratch_dir: str | None = None
+    ) -> AbstractContextManager[str]:
+        """``<root>/.staging/<run_id>/<name>/`` (``scratch_dir`` is not needed here)."""
+        return publish.local_staging(self._root, run_id, name)
+
+    def publish_series(
+        self, staged: str, prefix: str, files: publish.Files, marker: tuple[str, bytes],
+        *, attic: str,
+    ) -> None:  # fmt: skip
+        """Marker into ``staged``, previous version to ``attic`` (``~n`` if taken), one rename."""
+        del files  # the staged folder is published whole
+        publish.publish_local(
+            self, self.path, staged, check_prefix(prefix), marker=marker, attic=attic
+        )
 
     # --- adapters for readers -----------------------------------------------------------
 

@@ -8,9 +8,11 @@ one ``put_file`` / ``pipe_file`` call instead (a single PUT or one multipart upl
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Any, BinaryIO
 
 from mirror.errors import StoreError, UsageError
+from mirror.storage import publish
 from mirror.storage.keys import check_key, check_prefix, join
 from mirror.storage.oserrors import store_errors
 from mirror.storage.port import ObjectInfo
@@ -135,6 +137,23 @@ class ObjectStore:
 
     def _copy(self, src_path: str, dst_path: str) -> None:
         self.fs.copy(src_path, dst_path)
+
+    # --- staged series -------------------------------------------------------------------
+
+    def staging(
+        self, run_id: str, name: str, *, scratch_dir: str | None = None
+    ) -> AbstractContextManager[str]:
+        """A private scratch folder (in ``scratch_dir``): object stores cannot rename."""
+        publish.check_component(run_id, "run id")
+        return publish.scratch_staging(scratch_dir)
+
+    def publish_series(
+        self, staged: str, prefix: str, files: publish.Files, marker: tuple[str, bytes],
+        *, attic: str,
+    ) -> None:  # fmt: skip
+        """Put each file once with its MD5, delete stale objects, marker last. The
+        previous version is overwritten in place (``attic`` is unused: no atomic move)."""
+        publish.publish_objects(self, staged, check_prefix(prefix), files, marker)
 
     def filesystem(self) -> tuple[Any, str]:
         return self.fs, self._fs_root()

@@ -8,7 +8,8 @@ guarantee in :class:`StoreCapabilities`, and all pass one conformance suite.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
@@ -88,6 +89,35 @@ class Store(Protocol):
 
     def move_prefix(self, src: str, dst: str) -> None:
         """Move every object under ``src`` to ``dst`` (the attic); atomic where renames are."""
+        ...
+
+    def staging(
+        self, run_id: str, name: str, *, scratch_dir: str | None = None
+    ) -> AbstractContextManager[str]:
+        """A fresh, empty local folder to stage one series in, removed on exit.
+
+        Local stores put it under the root (``.staging/<run_id>/<name>``) so that
+        :meth:`publish_series` can rename it; object stores use a scratch folder.
+        """
+        ...
+
+    def publish_series(
+        self,
+        staged: str,
+        prefix: str,
+        files: Sequence[tuple[str, str | None]],
+        marker: tuple[str, bytes],
+        *,
+        attic: str,
+    ) -> None:
+        """Make the staged folder visible at ``prefix``, whole, with ``marker`` last.
+
+        ``files`` are ``(name, verified MD5 or None)`` in ``staged``; ``marker`` is
+        ``(name, bytes)`` of the commit marker (the sidecar), written last: a reader that
+        sees it sees every file. A previous version at ``prefix`` is moved to ``attic``
+        (``attic~2`` … when taken) where renames are atomic; object stores overwrite in
+        place and delete the previous version's stale objects.
+        """
         ...
 
     def filesystem(self) -> tuple[Any, str]:

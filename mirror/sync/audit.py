@@ -10,10 +10,10 @@ import hashlib
 from collections.abc import Callable, Iterator
 
 from mirror.errors import IntegrityError, ObjectNotFound
+from mirror.layout import LICENSE as LICENSE_NAME
 from mirror.layout import RESERVED_PREFIXES, SIDECAR_NAME, SeriesSidecar, hierarchy_candidates
 from mirror.storage.port import Store
 from mirror.sync.plan import LedgerEntry
-from mirror.sync.verify_zip import LICENSE_NAME
 
 _CHUNK = 1 << 20
 

@@ -1,7 +1,8 @@
-"""``mirror demo``: serve the simulated archive on 127.0.0.1 and mirror it, end to end.
+"""``mirror demo``: mirror a simulated source served on 127.0.0.1, end to end.
 
-Works offline on a fresh install: the archive, its DICOM and its faults are all simulated
-in-process; the sync itself is the real one (HTTP client, Dask LocalCluster, ledger).
+Works offline on a fresh install: the source (the simulated NBIA API, or a simulated IDC
+release on a loopback S3 server; built by the CLI, :mod:`mirror.cli.demo_sources`) is
+simulated in-process; the sync itself is the real one (HTTP, Dask LocalCluster, ledger).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
+from mirror.archive.port import Source
 from mirror.config import SyncConfig
 from mirror.sync.report import RunSummary
 from mirror.sync.run import ProgressFn
@@ -27,32 +29,23 @@ class DemoResult:
 def demo(
     config: SyncConfig,
     *,
-    preset: str = "demo",
-    seed: int = 0,
+    source: Source,
+    url: str,
+    today: date,
     progress: ProgressFn | None = None,
-    on_server: Callable[[str], None] | None = None,
 ) -> DemoResult:
-    from mirror.archive.nbia import NbiaArchive
-    from mirror.archive.sim import build_preset, serve_archive
+    """Mirror the running simulated ``source`` (at ``url``) into ``config.dest``."""
     from mirror.sync.ledger import Ledger
     from mirror.sync.service import sync
 
-    sim = build_preset(preset, seed=seed)
     Path(config.dest).mkdir(parents=True, exist_ok=True)
-    with serve_archive(sim, host="127.0.0.1", port=0) as server:
-        if on_server is not None:
-            on_server(server.base_url)
-        archive = NbiaArchive(server.base_url)
-        try:
-            cfg = replace(config, archive_url=server.base_url)
-            summary = sync(cfg, archive=archive, progress=progress, today=_sim_today(sim.today))
-        finally:
-            archive.close()
+    cfg = replace(config, archive_url=url)
+    summary = sync(cfg, archive=source, progress=progress, today=_sim_today(today))
     with Ledger.open(config.ledger_path) as ledger:
         per_collection = {
             name: states.get("present", 0) for name, states in ledger.counts_by_collection().items()
         }
-    return DemoResult(summary, config.dest, server.base_url, per_collection)
+    return DemoResult(summary, config.dest, url, per_collection)
 
 
 def _sim_today(value: date) -> Callable[[], date]:

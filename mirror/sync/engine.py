@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from mirror.archive.port import Archive, SeriesRecord
+from mirror.archive.port import SeriesRecord, Source
 from mirror.errors import MirrorError, StoreError
 from mirror.storage.port import Store
 from mirror.sync.adaptive import AdaptiveSettings, ConcurrencyController
@@ -71,7 +71,7 @@ def make_units(
 
 
 def run_unit(
-    tasks: tuple[Any, ...], archive: Archive, store: Store, settings: Any, semaphore: Any = None
+    tasks: tuple[Any, ...], archive: Source, store: Store, settings: Any, semaphore: Any = None
 ) -> list[Any]:
     """Executed on a worker. Raises only StoreError (the destination is broken)."""
     from mirror.sync.task import sync_batch, sync_series
@@ -112,7 +112,7 @@ class Engine:
     def __init__(
         self,
         client: Any,
-        archive: Archive,
+        archive: Source,
         store: Store,
         settings: Any,
         *,

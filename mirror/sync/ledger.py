@@ -138,6 +138,8 @@ MIGRATIONS: tuple[Step, ...] = (
     ("ALTER TABLE series ADD COLUMN md5_hierarchy TEXT NOT NULL DEFAULT ''",),
     # 3: series WITHOUT ROWID, compact paths, a partial pending index (0.3.0; issue 13)
     SERIES_COMPACT,
+    # 4: which source served the held copy ('nbia', 'idc'; '' = before sources existed)
+    ("ALTER TABLE series ADD COLUMN source TEXT NOT NULL DEFAULT ''",),
 )
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 _COMPACT_VERSION = 3  # a ledger upgraded across it is vacuumed once to give the space back
@@ -396,6 +398,7 @@ class Ledger:
                 ),
             )
             _compact_path(tx, record.series_uid)
+            _set_source(tx, record.series_uid, record.source)
             _event(
                 tx, run_id, record.series_uid, "updated" if changed else "unchanged", "", now=now
             )
@@ -459,6 +462,7 @@ class Ledger:
                 ),
             )
             _compact_path(tx, sidecar.series_uid)
+            _set_source(tx, sidecar.series_uid, str(sidecar.extra.get("source", "")))
             _event(tx, run_id, sidecar.series_uid, "reconciled", f"committed by {sidecar.run_id}",
                    now=now)  # fmt: skip
 
@@ -511,6 +515,19 @@ class Ledger:
             )
             _compact_path(tx, sidecar.series_uid)
             tx.execute("INSERT OR IGNORE INTO collections (name) VALUES (?)", (sidecar.collection,))
+            _set_source(tx, sidecar.series_uid, str(sidecar.extra.get("source", "")))
+
+    def sources(self) -> dict[str, str]:
+        """SeriesInstanceUID -> the source that served its held copy ('' if unknown)."""
+        rows = self._conn.execute("SELECT series_uid, source FROM series").fetchall()
+        return {str(uid): str(src) for uid, src in rows}
+
+
+def _set_source(tx: sqlite3.Connection, series_uid: str, source: str) -> None:
+    """Which source served the held copy (no tag: NBIA, the default source)."""
+    tx.execute(
+        "UPDATE series SET source = ? WHERE series_uid = ?", (source or "nbia", series_uid)
+    )
 
 
 def _insert_if_absent(

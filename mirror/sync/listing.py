@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from mirror.archive.port import Archive, SeriesRecord
+from mirror.archive.port import Archive, IndexedSource, SeriesRecord
 from mirror.config import Selection
 from mirror.errors import UsageError
 from mirror.sync.plan import PENDING_STATES, LedgerEntry, PlanScope
@@ -46,6 +46,10 @@ def gather(
     if selection.manifest_uids is not None:
         return _from_manifest(archive, selection)
     targets = _targets(archive, held, watermarks, selection)
+    # A source listed from a local index (IDC's release) is reconciled in full every run:
+    # free, and its withdrawals are then always seen; the release is its watermark.
+    indexed = isinstance(archive, IndexedSource)
+    full = full or indexed
     full_set = frozenset(c for c in targets if full or watermarks.get(c) is None)
     incremental = targets - full_set
     records: list[SeriesRecord] = []
@@ -58,7 +62,9 @@ def gather(
     scope = _scope(selection, targets, full_set)
     records.extend(_pending_lookups(archive, held, records, scope))
     first_wm = None if full_set else before
-    advance = frozenset() if selection.filtered else targets
+    # The date watermark is NBIA's ``getUpdatedSeries`` cursor: a run that read an index
+    # (IDC, or auto's full NBIA listing) must not move it past changes NBIA has not shown.
+    advance = frozenset() if selection.filtered or indexed else targets
     return Listing(tuple(records), scope, advance, first_wm)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mirror import __version__
-from mirror.archive.port import Archive, HashedArchive, SeriesRecord
+from mirror.archive.port import HashedArchive, IndexedSource, SeriesRecord, Source
 from mirror.config import INITIAL_DOWNLOADS, ClusterConfig, SyncConfig
 from mirror.errors import (
     EXIT_DESTINATION,
@@ -77,7 +77,7 @@ class Tally:
 @dataclass(frozen=True, slots=True)
 class RunContext:
     config: SyncConfig
-    archive: Archive
+    archive: Source
     store: Store
     ledger: Ledger
     run_id: str
@@ -471,6 +471,8 @@ class SyncRun:
 
     def _extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}
+        if isinstance(self.ctx.archive, IndexedSource):  # IDC: the release is the watermark
+            extra["idc_release"] = self.ctx.archive.release
         if self.listing and self.listing.not_found:
             extra["not_found"] = list(self.listing.not_found)
         if self.drift is not None:

@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime
 from types import FrameType
 from typing import Any
 
-from mirror.archive.port import Archive
+from mirror.archive.port import Source
 from mirror.config import SyncConfig
 from mirror.errors import EXIT_LOCKED, StoreError
 from mirror.storage.port import Store
@@ -56,7 +56,7 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
-def open_archive(url: str) -> Archive:
+def open_archive(url: str) -> Source:
     from mirror.archive.nbia import NbiaArchive
 
     return NbiaArchive(url)
@@ -71,7 +71,7 @@ def open_destination(config: SyncConfig) -> Store:
 def sync(
     config: SyncConfig,
     *,
-    archive: Archive | None = None,
+    archive: Source | None = None,
     store: Store | None = None,
     today: Callable[[], date] | None = None,
     progress: ProgressFn | None = None,

@@ -9,15 +9,13 @@ series can succeed either.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from mirror.archive.port import Archive, SeriesRecord
+from mirror.archive.port import FetchLimits, FetchMeter, SeriesRecord, Source, StagedSeries
 from mirror.errors import (
     ArchiveUnavailable,
     IntegrityError,
@@ -33,8 +31,6 @@ from mirror.storage.oserrors import store_errors
 from mirror.storage.port import Store
 from mirror.sync import commit
 from mirror.sync.audit import iter_sidecars, read_sidecar, verify_series
-from mirror.sync.unzip import StreamMeter, extract_stream
-from mirror.sync.verify_zip import ExtractedSeries
 
 __all__ = [
     "FetchSettings",
@@ -102,7 +98,7 @@ class _Meter:
 
 def sync_series(
     task: SeriesTask,
-    archive: Archive,
+    archive: Source,
     store: Store,
     settings: FetchSettings,
     *,
@@ -133,7 +129,7 @@ def sync_series(
 
 
 def sync_batch(
-    tasks: Sequence[SeriesTask], archive: Archive, store: Store, settings: FetchSettings
+    tasks: Sequence[SeriesTask], archive: Source, store: Store, settings: FetchSettings
 ) -> list[SeriesResult]:
     """Several (tiny) series in one Dask task, to amortise per-task scheduler overhead."""
     return [sync_series(task, archive, store, settings) for task in tasks]
@@ -155,39 +151,56 @@ def backoff_delay(
 
 
 def _attempt(
-    task: SeriesTask, archive: Archive, store: Store, settings: FetchSettings, meter: _Meter
+    task: SeriesTask, archive: Source, store: Store, settings: FetchSettings, meter: _Meter
 ) -> tuple[str, SeriesSidecar]:
-    root = commit.local_root(store)
-    with _staging(task, settings, root) as staged_dir:
+    held = _held_as_listed(task, archive, store)
+    if held is not None:
+        return "unchanged", held
+    staging = store.staging(
+        task.run_id, task.record.series_uid, scratch_dir=settings.scratch_dir
+    )
+    with staging as staged_dir:
         staged = _fetch_verified(task, archive, settings, staged_dir, meter)
-        return _publish(task, store, root, staged)
+        return _publish(task, store, staged)
+
+
+def _held_as_listed(task: SeriesTask, archive: Source, store: Store) -> SeriesSidecar | None:
+    """The held copy, refreshed, when the source's listed MD5s equal its instances' MD5s
+    and it re-hashes clean: a new version token (IDC revision, or a change of source) with
+    the same digests is not fetched again. None: fetch as usual."""
+    if task.series_version <= 1 and task.previous is None:
+        return None  # nothing held: the fetch lists the series anyway
+    listed = archive.listed_md5s(task.record)
+    if listed is None:
+        return None
+    current = _current_sidecar(task, store)
+    if current is None:
+        return None
+    if sorted(listed) != sorted(i.md5 for i in current.instances):
+        return None
+    if verify_series(store, current, deep=True):
+        return None  # damaged: fetch and publish a fresh copy
+    updated = commit.refreshed(current, task.record)
+    if updated != current:
+        store.put_bytes(commit.sidecar_key(task.path), updated.to_json())
+    log.info("series %s: listed digests match the held copy; not fetched", task.record.series_uid)
+    return updated
 
 
 def _fetch_verified(
-    task: SeriesTask, archive: Archive, settings: FetchSettings, dest: str, meter: _Meter
-) -> ExtractedSeries:
+    task: SeriesTask, archive: Source, settings: FetchSettings, dest: str, meter: _Meter
+) -> StagedSeries:
     uid = task.record.series_uid
-    stream = StreamMeter()
+    limits = FetchLimits(settings.max_series_bytes, settings.max_entry_bytes)
+    fetched = FetchMeter()
     try:
-        with (
-            archive.stream_series(uid) as chunks,
-            store_errors(f"extract series {uid} into {dest}", missing_ok=True),
-        ):
-            return extract_stream(
-                chunks,
-                dest,
-                task.record,
-                stream,
-                max_entry_bytes=settings.max_entry_bytes,
-                max_series_bytes=settings.max_series_bytes,
-            )
+        with store_errors(f"stage series {uid} in {dest}", missing_ok=True):
+            return archive.fetch_series(task.record, dest, limits, fetched)
     finally:
-        meter.bytes += stream.received
+        meter.bytes += fetched.received
 
 
-def _publish(
-    task: SeriesTask, store: Store, root: str | None, staged: ExtractedSeries
-) -> tuple[str, SeriesSidecar]:
+def _publish(task: SeriesTask, store: Store, staged: StagedSeries) -> tuple[str, SeriesSidecar]:
     current = _current_sidecar(task, store)
     same = current is not None and current.content_hash == content_hash(staged.instances)
     if current is not None and same:
@@ -212,11 +225,9 @@ def _publish(
         series_version=current.series_version if current and same else task.series_version,
         run_id=task.run_id,
         md5_hierarchy=staged.md5_hierarchy,
+        checks=staged.checks,
     )
-    if root is not None:
-        commit.commit_local(store, root, staged, sidecar)
-    else:
-        commit.commit_objects(store, staged, sidecar)
+    commit.publish(store, staged, sidecar)
     return "committed", sidecar
 
 
@@ -237,20 +248,6 @@ def _current_sidecar(task: SeriesTask, store: Store) -> SeriesSidecar | None:
             task.record.series_uid,
         )
     return current
-
-
-@contextlib.contextmanager
-def _staging(task: SeriesTask, settings: FetchSettings, root: str | None) -> Iterator[str]:
-    if root is not None:
-        with commit.local_staging(root, task.run_id, task.record.series_uid) as staged:
-            yield staged
-        return
-    with store_errors(
-        f"scratch folder in {settings.scratch_dir or tempfile.gettempdir()}", missing_ok=True
-    ):
-        holder = tempfile.TemporaryDirectory(prefix="mirror-series-", dir=settings.scratch_dir)
-    with holder as path:
-        yield path
 
 
 def _result(task: SeriesTask, meter: _Meter, outcome: str, sidecar: SeriesSidecar) -> SeriesResult:

@@ -2,10 +2,9 @@
 series published to a bucket on moto, listed from the release's Parquet).
 
 Both adapters are built from one populated :class:`SimArchive`, so every assertion compares
-a source with the same truth. The listing half is the Archive port both already implement;
-the fetch half goes through a per-source harness (``fetch_md5s``) until the generalised
-source port of issue #10 (see :mod:`mirror.archive.idc.adapter`) gives both one
-``fetch_series``. A new source joins by adding a factory to ``SOURCES``.
+a source with the same truth. Both implement the whole source port: the listing half and
+``fetch_series`` (a series staged as checked instance files) plus ``listed_md5s``. A new
+source joins by adding a factory to ``SOURCES``.
 """
 
 from __future__ import annotations
@@ -24,7 +23,8 @@ import pytest
 
 from mirror.archive.idc import IdcArchive
 from mirror.archive.nbia import NbiaArchive
-from mirror.archive.port import Archive
+from mirror.archive.port import Archive, FetchLimits, FetchMeter
+from mirror.archive.port import Source as SourcePort
 from mirror.archive.sim import SimArchive, serve_archive
 from tests.archive.idc_support import idc_world
 
@@ -155,3 +155,40 @@ def test_adapter_pickles_and_works_after(source: Source, sim: SimArchive) -> Non
     clone = pickle.loads(pickle.dumps(source.port))
     assert sorted(r.series_uid for r in clone.series()) == sorted(sim.series_uids())
     getattr(clone, "close", lambda: None)()
+
+
+# --- the fetch half of the port (what the sync engine calls) ------------------------------
+
+
+def test_is_a_source(source: Source) -> None:
+    assert isinstance(source.port, SourcePort)
+
+
+def test_fetch_series_stages_every_instance_checked(
+    source: Source, sim: SimArchive, tmp_path: Path
+) -> None:
+    port = source.port
+    assert isinstance(port, SourcePort)
+    for record in port.series("Sim-Lung"):
+        dest = tmp_path / "stage" / record.series_uid
+        dest.mkdir(parents=True)
+        meter = FetchMeter()
+        staged = port.fetch_series(record, str(dest), FetchLimits(), meter)
+        assert staged.directory == str(dest)
+        names = {i.name for i in staged.instances}
+        assert {p.name for p in dest.iterdir()} == names | set(staged.extra_files)
+        for entry in staged.instances:
+            data = (dest / entry.name).read_bytes()
+            assert (len(data), hashlib.md5(data).hexdigest()) == (entry.size, entry.md5)
+        assert sorted(i.md5 for i in staged.instances) == sorted(sim.true_md5s(record.series_uid))
+        assert meter.received > 0
+        for _name, outcomes in staged.checks:
+            assert "failed" not in dict(outcomes).values()
+
+
+def test_listed_md5s_are_the_truth_or_unknown(source: Source, sim: SimArchive) -> None:
+    port = source.port
+    assert isinstance(port, SourcePort)
+    for record in port.series("Sim-Brain"):
+        listed = port.listed_md5s(record)
+        assert listed is None or sorted(listed) == sorted(sim.true_md5s(record.series_uid))

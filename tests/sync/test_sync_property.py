@@ -125,3 +125,79 @@ MirrorMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestMirrorMachine = pytest.mark.slow(MirrorMachine.TestCase)
+
+
+# --- two sources: NBIA and a simulated IDC of the same series ------------------------------
+
+
+class TwoSourceMachine(MirrorMachine):
+    """The same archive seen through NBIA and through IDC releases that lag until published;
+    syncs switch between ``nbia``, ``idc`` and ``auto``. Invariants: nothing partial is ever
+    visible; after a clean sync from an up-to-date source the mirror equals the archive, with
+    one folder per series whichever source served it, and the next sync does nothing."""
+
+    def __init__(self) -> None:
+        from mirror.archive.idcsim import BucketWriter, IdcSim, moto_s3
+
+        super().__init__()
+        self._moto = moto_s3()
+        endpoint = self._moto.__enter__()
+        self.writer = BucketWriter(endpoint, "idc-open-data")
+        self.writer.create_public_bucket()
+        self.idc = IdcSim(self.sim, self.writer)
+        self.endpoint = endpoint
+        self.release = self.idc.publish(self.tmp / "idc-v1")
+        self.source = "nbia"
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        finally:
+            self.writer.close()
+            self._moto.__exit__(None, None, None)
+
+    def _port(self) -> Any:
+        from mirror.archive.combined import CombinedSource
+        from mirror.archive.idc import IdcArchive
+
+        idc = IdcArchive(str(self.release.index_dir), endpoint=self.endpoint, env={})
+        return {"nbia": self.archive, "idc": idc, "auto": CombinedSource(self.archive, idc)}[
+            self.source
+        ]
+
+    def _sync(self, progress: Any = None, **overrides: Any) -> RunSummary:
+        cfg = replace(self.config, **overrides)
+        return sync(cfg, archive=self._port(), today=lambda: self.sim.today,
+                    progress=progress, fetch_settings=NO_WAIT)
+
+    @rule()
+    def publish_idc_release(self) -> None:
+        self.release = self.idc.publish(self.tmp / f"idc-v{self.idc.version + 1}")
+
+    @rule(source=st.sampled_from(["nbia", "idc", "auto"]))
+    def switch_source(self, source: str) -> None:
+        self.source = source
+
+    @rule(full=st.booleans())
+    def clean_sync(self, full: bool) -> None:
+        if self.source != "nbia":
+            self.publish_idc_release()  # IDC caught up with the archive
+        super().clean_sync(full)
+        with Ledger.open(self.config.ledger_path) as ledger:
+            sources = ledger.sources()
+        expected = "nbia" if self.source == "nbia" else "idc"
+        held = assert_nothing_partial(self.dest, self.sim)
+        for uid in self._visible():
+            assert held[uid].series_uid == uid  # one folder per series, whichever source
+            if self.source != "nbia" or full:
+                # Every series was listed by this source, so it is recorded as serving it
+                # (a copy with the same digests is kept, only its sidecar refreshed). An
+                # incremental NBIA run sees only what changed: the rest keep their source.
+                assert sources[uid] == expected, (uid, sources[uid], self.source)
+
+
+TwoSourceMachine.TestCase.settings = settings(
+    max_examples=5, stateful_step_count=7, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestTwoSourceMachine = pytest.mark.slow(TwoSourceMachine.TestCase)

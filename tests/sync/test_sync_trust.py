@@ -268,6 +268,7 @@ def test_ledger_without_series_hashes_adopts_them_without_refetching(
     ledger = dest / "_state" / "ledger.sqlite"
     with sqlite3.connect(ledger) as conn:
         conn.execute("ALTER TABLE series DROP COLUMN md5_hierarchy")  # the old schema,
+        conn.execute("ALTER TABLE series DROP COLUMN source")  # (a later step's column)
         conn.execute("PRAGMA user_version = 0")  # as release 0.1.0 left it
     for path in dest.rglob("_series.json"):
         data = json.loads(path.read_text())

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 
+from mirror.archive.nbiazip import ZipSeriesSource
 from mirror.archive.port import SeriesRecord
 
 STUDY = "1.2.3.4"
@@ -76,7 +77,7 @@ def record_for(
 
 
 @dataclass
-class FakeArchive:
+class FakeArchive(ZipSeriesSource):
     """Serves queued responses per series: ZIP bytes (chunked) or an exception to raise."""
 
     responses: dict[str, list[bytes | BaseException]] = field(default_factory=dict)

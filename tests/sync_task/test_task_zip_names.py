@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mirror.archive.nbiazip.verify import check_entry, parse_md5_csv, stored_md5s
 from mirror.errors import ArchiveProtocolError, UnsafeArchiveEntry
-from mirror.sync.verify_zip import check_entry, parse_md5_csv, stored_md5s
 
 NAME_PIECES = st.sampled_from(["a", "0001", ".dcm", "..", "/", "\\", "C:", "-", "_", ".", "\x00", "é", " "])
 
@@ -46,8 +46,8 @@ def test_csv_parsing_normalises_and_rejects() -> None:
 def test_central_directory_tail_is_sized_by_the_listing() -> None:
     from datetime import date
 
+    from mirror.archive.nbiazip.unzip import tail_bytes
     from mirror.archive.port import SeriesRecord
-    from mirror.sync.unzip import tail_bytes
 
     def record(count: int) -> SeriesRecord:
         return SeriesRecord(series_uid="1.2.3", study_uid="1.2", patient_id="P", collection="C",

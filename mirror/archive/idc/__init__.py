@@ -1,8 +1,8 @@
 """NCI Imaging Data Commons as a source (issue #10): listing from the release's Parquet
 index, anonymous reads from the public buckets, every object verified.
 
-See :mod:`mirror.archive.idc.adapter` for how it maps onto the Archive port and for the
-generalised source port the sync engine needs.
+See :mod:`mirror.archive.idc.adapter` for how it fills the source port
+(:class:`mirror.archive.port.Source`) the sync engine calls.
 """
 
 from __future__ import annotations

@@ -4,42 +4,18 @@ Listing comes from the release's Parquet index (:mod:`mirror.archive.idc.listing
 from the public buckets read anonymously (:mod:`mirror.archive.idc.wire`), and a series is
 fetched instance by instance into a staging folder (:mod:`mirror.archive.idc.fetch`).
 
-Where the port fits and where it does not
------------------------------------------
-The listing half of :class:`~mirror.archive.port.Archive` fits: collections, patients,
-studies and series map onto ``idc_index`` rows (``image_count`` = ``instanceCount``,
-``file_size`` = ``series_size_MB`` x 1e6, ``date_released`` = the release date of
-``series_revised_idc_version``). The download half does not: ``stream_series`` promises
-NBIA's ZIP with ``md5hashes.csv`` and ``sop_instance_uids`` a per-instance list, and IDC has
-neither (its index lists no instances; digests are ETags, MD5 only for single-PUT objects).
-Both raise here. ``SeriesRecord.fingerprint`` also cannot carry IDC's version token.
-
-The generalised source port issue #10 needs (the engine then stops unzipping)::
-
-    class SourceSeries(Protocol):          # one listed series, any source
-        series_uid: str; collection: str; patient_id: str; study_uid: str; modality: str
-        version_token: str                 # NBIA: today's fingerprint; IDC: crdc_series_uuid
-        instance_count: int; total_bytes: int
-
-    @dataclass(frozen=True) class ExpectedInstance:  # what can be checked, before a byte
-        name: str; size: int | None
-        digest: tuple[Literal["md5"], str] | None      # None: the source has no digest
-        series_uid: str                                  # the DICOM identity it must have
-
-    class Source(Protocol):
-        url: str
-        def collections(self) -> list[CollectionRecord]: ...
-        def list_series(self, collections: Sequence[str] | None) -> Iterable[SourceSeries]: ...
-        def watermark(self) -> str: ...               # NBIA: a date; IDC: the release
-        def changed_since(self, mark: str) -> Iterable[SourceSeries]: ...
-        def fetch_series(self, s: SourceSeries, staging: Path) -> SeriesFetch: ...
-        # SeriesFetch: the staged instances, each with the checks it passed
-        # (size, md5, dicom_series, sop_unique: passed | failed | not_applicable),
-        # staged whole and verified, or the staging folder is gone and an error raised.
-
-NBIA's adapter implements ``fetch_series`` by moving ``sync/unzip.py`` and
-``sync/verify_zip.py`` behind it; the engine then sees only ``SeriesFetch`` and publishes
-the staging folder through the Store port.
+How it fills the source port
+----------------------------
+Listing: collections, patients, studies and series map onto ``idc_index`` rows
+(``image_count`` = ``instanceCount``, ``file_size`` = ``series_size_MB`` x 1e6,
+``date_released`` = the release date of ``series_revised_idc_version``,
+``version_token`` = ``crdc_series_uuid``, ``location`` = ``aws_bucket``).
+:meth:`IdcArchive.fetch_series` lists the series' uuid prefix and GETs every object into the
+engine's staging folder, checking each (size, MD5 vs a plain-MD5 ETag, DICOM
+SeriesInstanceUID) and the series (count, bytes, unique SOPInstanceUIDs); the sidecar
+records which check each instance passed. It needs no index on the worker: the record
+carries the uuid and bucket. ``stream_series`` (NBIA's ZIP) and ``sop_instance_uids``
+raise: IDC has neither.
 """
 
 from __future__ import annotations
@@ -53,9 +29,19 @@ from pathlib import Path
 from mirror.archive.idc.checks import SeriesFetch
 from mirror.archive.idc.fetch import fetch_many, fetch_series, listed_digests
 from mirror.archive.idc.listing import IdcIndex, IdcSeries, locate
+from mirror.archive.idc.names import check_series_uuid, collection_id
 from mirror.archive.idc.wire import Endpoint, endpoint_from
-from mirror.archive.port import CollectionRecord, PatientRecord, SeriesRecord, StudyRecord
-from mirror.errors import ArchiveProtocolError, MirrorError
+from mirror.archive.port import (
+    CollectionRecord,
+    FetchLimits,
+    FetchMeter,
+    PatientRecord,
+    SeriesRecord,
+    StagedSeries,
+    StudyRecord,
+)
+from mirror.errors import ArchiveProtocolError, MirrorError, UnsafeArchiveEntry
+from mirror.layout import InstanceEntry
 
 _PUBLIC = {"aws": "https://s3.amazonaws.com", "gcs": "https://storage.googleapis.com"}
 
@@ -161,8 +147,8 @@ class IdcArchive:
     @contextmanager
     def stream_series(self, series_uid: str) -> Iterator[Iterator[bytes]]:
         raise ArchiveProtocolError(
-            f"IDC serves {series_uid} as separate objects, not NBIA's ZIP: use IdcArchive.fetch "
-            "(the generalised source port of issue #10)"
+            f"IDC serves {series_uid} as separate objects, not NBIA's ZIP: use "
+            "IdcArchive.fetch_series (the source port)"
         )
         yield iter(())  # pragma: no cover  (makes this a generator for @contextmanager)
 
@@ -183,6 +169,32 @@ class IdcArchive:
         return fetch_series(
             series, staging, endpoint=self.endpoint, max_in_flight=self.max_in_flight
         )
+
+    # --- the source port (what the sync engine calls) -------------------------------------
+
+    def fetch_series(
+        self, record: SeriesRecord, dest: str, limits: FetchLimits, meter: FetchMeter
+    ) -> StagedSeries:
+        """Stage ``record`` whole and verified in the existing empty folder ``dest``."""
+        series = from_record(record)
+        if series.expected_bytes > limits.max_series_bytes:
+            raise UnsafeArchiveEntry(
+                f"series {record.series_uid}: {series.expected_bytes} bytes exceeds the limit"
+            )
+        inner = Path(dest) / "_objects"
+        fetched = self.fetch(series, inner)
+        meter.received += fetched.total_bytes
+        for check in fetched.instances:
+            (inner / check.name).rename(Path(dest) / check.name)
+        inner.rmdir()
+        return staged_series(dest, fetched)
+
+    def listed_md5s(self, record: SeriesRecord) -> list[str] | None:
+        """The objects' MD5s from one prefix listing (None if any ETag is no plain MD5)."""
+        digests = self.listed_digests(from_record(record))
+        if any(d is None for d in digests.values()):
+            return None
+        return [d for d in digests.values() if d is not None]
 
     def listed_digests(self, series: IdcSeries) -> dict[str, str | None]:
         """Object name -> MD5 per the prefix listing's ETags, None where an ETag is no MD5
@@ -220,6 +232,43 @@ def to_record(s: IdcSeries, release_dates: Mapping[int, date]) -> SeriesRecord:
         patient_sex=s.patient_sex,
         patient_age=s.patient_age,
         data_description_uri=f"https://doi.org/{s.source_doi}" if s.source_doi else "",
+        version_token=s.crdc_series_uuid,
+        source="idc",
+        location=s.aws_bucket,
+    )
+
+
+def from_record(record: SeriesRecord) -> IdcSeries:
+    """What a fetch needs of an ``idc_index`` row, back from the port's record."""
+    if record.source != "idc" or not record.version_token or not record.location:
+        raise ArchiveProtocolError(
+            f"series {record.series_uid} was not listed by IDC (no crdc_series_uuid/bucket)"
+        )
+    return IdcSeries(
+        series_uid=record.series_uid,
+        study_uid=record.study_uid,
+        patient_id=record.patient_id,
+        collection_id=collection_id(record.collection),
+        collection=record.collection,
+        modality=record.modality,
+        crdc_series_uuid=check_series_uuid(record.version_token),
+        aws_bucket=record.location,
+        instance_count=record.image_count,
+        size_mb=record.file_size / 1e6,
+        init_version=0,
+        revised_version=0,
+    )
+
+
+def staged_series(dest: str, fetched: SeriesFetch) -> StagedSeries:
+    return StagedSeries(
+        directory=dest,
+        instances=tuple(InstanceEntry(c.name, c.md5, c.size) for c in fetched.instances),
+        checks=tuple(
+            (c.name, tuple(sorted({**c.checks, **fetched.checks}.items())))
+            for c in fetched.instances
+        ),
+        source="idc",
     )
 
 
@@ -234,4 +283,4 @@ def _day(value: str) -> date | None:
         return None
 
 
-__all__ = ["IdcArchive", "to_record"]
+__all__ = ["IdcArchive", "from_record", "staged_series", "to_record"]

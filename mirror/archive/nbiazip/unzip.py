@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 
 import stream_unzip as su
 
-from mirror.archive.port import SeriesRecord
+from mirror.archive.nbiazip import verify as vz
+from mirror.archive.port import FetchMeter, SeriesRecord
 from mirror.errors import (
     ArchiveProtocolError,
     ChecksumMismatch,
@@ -36,7 +37,6 @@ from mirror.errors import (
     UnsafeArchiveEntry,
 )
 from mirror.layout import InstanceEntry, hierarchy_md5, normalize_md5
-from mirror.sync import verify_zip as vz
 
 # A ZIP of N files of total size S is at most S plus headers, descriptors and DEFLATE's
 # worst-case expansion of incompressible data (~0.03 %): 1 % and 64 KiB/entry is ample.
@@ -72,11 +72,8 @@ def tail_bytes(record: SeriesRecord) -> int:
     return min(_TAIL_MAX, _TAIL_FIXED + _TAIL_PER_ENTRY * (record.image_count + 2))
 
 
-@dataclass(slots=True)
-class StreamMeter:
-    """Bytes received so far; kept by the caller so failed attempts still count."""
-
-    received: int = 0
+# Bytes received so far; kept by the caller so failed attempts still count.
+StreamMeter = FetchMeter
 
 
 @dataclass(slots=True)
@@ -307,5 +304,9 @@ def _verified(streamed: _Streamed, dest_dir: str, record: SeriesRecord) -> vz.Ex
                 f"{entry.name}: MD5 {entry.md5}, archive says {expected[entry.name]}"
             )
     return vz.ExtractedSeries(
-        dest_dir, entries, streamed.has_license, hierarchy_md5(stored.values())
+        dest_dir,
+        entries,
+        extra_files=(vz.LICENSE_NAME,) if streamed.has_license else (),
+        md5_hierarchy=hierarchy_md5(stored.values()),
+        source="nbia",
     )

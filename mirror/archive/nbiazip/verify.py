@@ -14,13 +14,12 @@ import re
 import stat
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from mirror.archive.port import SeriesRecord
+from mirror.archive.port import SeriesRecord, StagedSeries
 from mirror.errors import ArchiveProtocolError, IncompleteSeries, IntegrityError, UnsafeArchiveEntry
-from mirror.layout import InstanceEntry, normalize_md5
+from mirror.layout import LICENSE, InstanceEntry, normalize_md5
 
-LICENSE_NAME = "LICENSE"
+LICENSE_NAME = LICENSE
 CSV_NAME = "md5hashes.csv"
 _CSV_HEADER = ["Filename", "MD5Hash"]
 MAX_CSV_BYTES = 64 * 2**20
@@ -33,14 +32,8 @@ _MAX_RATIO = 1100
 _CHUNK = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
-class ExtractedSeries:
-    """Verified instance files written to ``directory`` (plus ``LICENSE`` if shipped)."""
-
-    directory: str
-    instances: tuple[InstanceEntry, ...]
-    has_license: bool
-    md5_hierarchy: str = ""  # getMD5Hierarchy's series hash, from md5hashes.csv as given
+# Verified instance files written to ``directory`` (plus ``LICENSE`` if shipped).
+ExtractedSeries = StagedSeries
 
 
 def check_name(name: str) -> None:
