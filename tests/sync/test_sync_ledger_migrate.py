@@ -182,8 +182,9 @@ def test_upgrading_to_version_3_compacts_series_and_keeps_every_entry(
     assert {"series_state", "series_collection", "sqlite_autoindex_series_1"}.isdisjoint(schema)
     assert "WHERE" in schema["series_pending"]
     assert set(_stored_paths(old_ledger).values()) == {""}  # all six use the default layout
-    # every other column keeps its value (md5_hierarchy arrived empty in version 2)
-    assert _rows(old_ledger) == [{"md5_hierarchy": ""} | row for row in rows_before]
+    # every other column keeps its value (md5_hierarchy arrived empty in version 2, and
+    # source in version 4)
+    assert _rows(old_ledger) == [{"md5_hierarchy": "", "source": ""} | row for row in rows_before]
 
 
 def _rows(path: Path) -> list[dict[str, object]]:
