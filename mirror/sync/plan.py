@@ -161,36 +161,16 @@ def plan(
     ``allow_empty`` names collections the operator confirmed were emptied upstream: an empty
     listing of one is believed, and its withdrawals do not count against ``max_delete``.
     """
-    _guard_empty_listings(remote, held, scope, allow_empty)
-    items: list[PlanItem] = []
-    rejected: list[Rejected] = []
-    seen: set[str] = set()
-    for record in remote:
-        if record.series_uid in seen or not _admits_record(scope, record):
-            continue
-        seen.add(record.series_uid)
-        item = _classify(record, held.get(record.series_uid), template, drifted)
-        if isinstance(item, Rejected):
-            rejected.append(item)
-        else:
-            items.append(item)
-    withdrawn = _withdrawn(held, seen, scope, delete=delete)
-    _guard_withdrawals(
-        [w for w in withdrawn if w.collection not in allow_empty],
-        {uid: e for uid, e in held.items() if e.collection not in allow_empty},
-        scope,
-        max_delete,
+    return plan_slice(
+        remote,
+        HeldSlice.of(held, scope),
+        scope=scope,
+        max_delete=max_delete,
+        template=template,
         delete=delete,
+        drifted=drifted,
+        allow_empty=allow_empty,
     )
-    deferred = sorted(
-        uid
-        for uid, entry in held.items()
-        if uid not in seen
-        and entry.state in PENDING_STATES
-        and _admits_entry(scope, entry)
-        and entry.collection not in scope.listed
-    )
-    return SyncPlan(tuple(items + withdrawn), tuple(rejected), tuple(deferred), scope)
 
 
 def _admits_record(scope: PlanScope, r: SeriesRecord) -> bool:
@@ -248,50 +228,12 @@ def _withdrawn(
     ]
 
 
-def _held_in_listed(
-    held: Mapping[str, LedgerEntry], scope: PlanScope, *, tombstones: bool = False
-) -> Counter[str]:
+def _held_in_listed(held: Mapping[str, LedgerEntry], scope: PlanScope) -> Counter[str]:
     return Counter(
         e.collection
         for e in held.values()
-        if (e.state != "withdrawn" or (tombstones and is_tombstone(e)))
-        and e.collection in scope.listed
-        and _admits_entry(scope, e)
+        if e.state != "withdrawn" and e.collection in scope.listed and _admits_entry(scope, e)
     )
-
-
-def _guard_empty_listings(
-    remote: Sequence[SeriesRecord],
-    held: Mapping[str, LedgerEntry],
-    scope: PlanScope,
-    allow_empty: frozenset[str],
-) -> None:
-    # rclone's lesson: a failed listing must never read as "everything was deleted".
-    listed_upstream = {r.collection for r in remote if _admits_record(scope, r)}
-    for collection, n_held in sorted(_held_in_listed(held, scope).items()):
-        if collection not in listed_upstream and collection not in allow_empty:
-            raise SafetyAbort(
-                f"the archive listed no series for {collection!r} but the mirror holds "
-                f"{n_held}; refusing to treat that as a mass withdrawal (if it really was "
-                f"emptied upstream, rerun with --full --allow-empty {collection!r})"
-            )
-
-
-def _guard_withdrawals(
-    withdrawn: list[PlanItem],
-    held: Mapping[str, LedgerEntry],
-    scope: PlanScope,
-    max_delete: MaxDelete,
-    *,
-    delete: bool,
-) -> None:
-    n_held = sum(_held_in_listed(held, scope, tombstones=delete).values())
-    limit = max_delete.limit(n_held)
-    if len(withdrawn) > limit:
-        raise SafetyAbort(
-            f"{len(withdrawn)} of {n_held} held series are gone upstream, over "
-            f"--max-delete {max_delete} (limit {limit}); review, then rerun with a higher limit"
-        )
 
 
 # --- planning from a slice of the ledger (the driver's path at any scale) -----------------
@@ -334,8 +276,8 @@ def plan_slice(
     drifted: frozenset[str] = frozenset(),
     allow_empty: frozenset[str] = frozenset(),
 ) -> SyncPlan:
-    """:func:`plan` over a :class:`HeldSlice`: the same outcomes, the same order, the same
-    refusals (``tests/sync/test_sync_plan_slice.py`` holds it to :func:`plan`)."""
+    """:func:`plan` over a :class:`HeldSlice` (``plan`` is this over ``HeldSlice.of`` the
+    whole mapping; ``tests/sync/test_sync_plan_slice.py`` holds the SQL-built slice to it)."""
     _guard_empty_counts(remote, held.counts, scope, allow_empty)
     entries = held.entries
     items: list[PlanItem] = []
@@ -376,6 +318,7 @@ def _guard_empty_counts(
     scope: PlanScope,
     allow_empty: frozenset[str],
 ) -> None:
+    # rclone's lesson: a failed listing must never read as "everything was deleted".
     listed_upstream = {r.collection for r in remote if _admits_record(scope, r)}
     for collection, (n_held, _) in sorted(counts.items()):
         if n_held and collection not in listed_upstream and collection not in allow_empty:
