@@ -4,9 +4,12 @@ A pure controller (no I/O, clock injected) that the engine consults after every 
 series. It works like TCP congestion control over whole series:
 
 * **slow start**: every ``interval`` whose completed bytes rose by ``gain`` over the previous
-  one (or in which nothing has finished yet: long downloads give no evidence against
-  growing) doubles the window, from ``initial`` up to ``maximum`` (``--max-connections``, or
-  what the cluster's download slots allow);
+  one doubles the window, from ``initial`` up to ``maximum`` (``--max-connections``, or
+  what the cluster's download slots allow). Before anything has finished, long downloads
+  give no evidence either way, and push-back (a 429 comes back within one request's
+  latency) is the only signal there is: the window then doubles every ``probe`` seconds,
+  as TCP doubles per round trip. Waiting whole intervals there left the largest series of
+  a first mirror queued behind the first window and set the run's length;
 * **grow only while it pays**: the first interval after a doubling that brings no such gain
   ends slow start, and the window returns to the last size that still paid (a saturated
   link or CPU gains nothing from more connections); from then on it probes one slot higher
@@ -32,11 +35,14 @@ class AdaptiveSettings:
     minimum: int = 1
     maximum: int = 64
     interval: float = 2.0  # seconds per throughput sample
+    probe: float = 0.25  # seconds per doubling while nothing has finished and none pushed back
     gain: float = 0.05  # a rise below 5 % is noise, not a gain
 
     def __post_init__(self) -> None:
         if not 1 <= self.minimum <= self.maximum:
             raise ValueError("need 1 <= minimum <= maximum")
+        if self.probe <= 0 or self.interval <= 0:
+            raise ValueError("need probe > 0 and interval > 0")
 
 
 class ConcurrencyController:
@@ -64,7 +70,8 @@ class ConcurrencyController:
 
     @property
     def interval(self) -> float:
-        return self._s.interval
+        """How often the engine should call :meth:`tick` when nothing comes back."""
+        return self._period()
 
     def tick(self) -> None:
         """Time passed with nothing finished: close the sample if one is due."""
@@ -100,9 +107,16 @@ class ConcurrencyController:
         self._restart_sample(now)
         self._last_rate = None
 
+    def _period(self) -> float:
+        return min(self._s.probe, self._s.interval) if self._blind() else self._s.interval
+
+    def _blind(self) -> bool:
+        """Slow start with nothing finished yet and no push-back: no rate to judge by."""
+        return self._slow_start and self._last_rate is None and self._window_bytes == 0
+
     def _sample(self, now: float) -> None:
         elapsed = now - self._window_start
-        if elapsed < self._s.interval:
+        if elapsed < self._period():
             return
         rate = self._window_bytes / elapsed
         grew = self._limit > self._window_limit

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, closing, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,9 @@ class ClusterHandle:
 
 
 @contextmanager
-def open_cluster(config: ClusterConfig) -> Iterator[ClusterHandle]:
+def open_cluster(config: ClusterConfig, preload: tuple[str, ...] = ()) -> Iterator[ClusterHandle]:
+    """``preload``: modules an embedded cluster's workers import as they start, so the first
+    task does not pay for them (a cluster given by --scheduler brings its own workers)."""
     from distributed import Client
 
     if config.scheduler:
@@ -45,13 +48,15 @@ def open_cluster(config: ClusterConfig) -> Iterator[ClusterHandle]:
             client = Client(config.scheduler, timeout="30s")  # type: ignore[no-untyped-call]
         except OSError as exc:
             raise UsageError(f"cannot reach Dask scheduler {config.scheduler}: {exc}") from exc
-        with client:
+        with closing(client):
             yield _handle(client, config.kind)
         return
     processes = config.workers > 0
     with dask.config.set(EMBEDDED_CONFIG):
-        cluster = _local_cluster(config, processes)
-    with cluster, Client(cluster) as client:  # type: ignore[no-untyped-call]
+        cluster = _local_cluster(config, processes, preload)
+    # closing(), not the Client's own ``with``: that sets a context variable which must be
+    # reset in the same context, and EarlyCluster opens on one thread and closes on another.
+    with cluster, closing(Client(cluster)) as client:  # type: ignore[no-untyped-call]
         yield _handle(client, config.kind)
 
 
@@ -61,11 +66,12 @@ def open_cluster(config: ClusterConfig) -> Iterator[ClusterHandle]:
 EMBEDDED_CONFIG = {"distributed.worker.profile.enabled": False}
 
 
-def _local_cluster(config: ClusterConfig, processes: bool) -> Any:
+def _local_cluster(config: ClusterConfig, processes: bool, preload: tuple[str, ...]) -> Any:
     from distributed import LocalCluster
 
     return LocalCluster(  # type: ignore[no-untyped-call]
         n_workers=max(config.workers, 1),
+        preload=list(preload) if processes else [],
         threads_per_worker=config.threads,
         processes=processes,
         resources={HTTP_RESOURCE: config.http_slots},
@@ -90,3 +96,27 @@ def _handle(client: Any, kind: str) -> ClusterHandle:
             HTTP_RESOURCE,
         )
     return ClusterHandle(client, kind, len(workers), threads, use_resources)
+
+
+class EarlyCluster:
+    """The cluster opened on a thread while the driver lists and plans: starting worker
+    processes and their imports takes 1-2 s, as long as listing a first mirror. ``handle``
+    waits for it (and raises what opening raised); ``close`` shuts it down either way."""
+
+    def __init__(self, config: ClusterConfig, preload: tuple[str, ...] = ()) -> None:
+        self._stack = ExitStack()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="mirror-cluster-start")
+        self._opening = self._pool.submit(self._stack.enter_context, open_cluster(config, preload))
+
+    def handle(self) -> ClusterHandle:
+        return self._opening.result()
+
+    def close(self) -> None:
+        # An opening error matters only to a run that needed the cluster, and that run
+        # got it from handle(); a run with nothing to fetch just shuts down what started.
+        with suppress(Exception):
+            self._opening.result()
+        try:
+            self._stack.close()
+        finally:
+            self._pool.shutdown(wait=False)

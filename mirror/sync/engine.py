@@ -165,10 +165,10 @@ class Engine:
         control = self._control
         # With an adaptive window, wake up now and then even when nothing finishes: a
         # window of long downloads must be able to grow before the first one completes.
-        tick = control.interval / 2 if control is not None else None
         self._refill(flight, todo, report)
         try:
             while flight.units:
+                tick = control.interval / 2 if control is not None else None
                 future = flight.next_done(tick)
                 if future is None:
                     if control is not None:

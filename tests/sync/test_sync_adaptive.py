@@ -106,14 +106,45 @@ def test_slow_start_keeps_growing_while_each_sample_brings_more_bytes() -> None:
     assert c.backoffs == 0
 
 
-def test_long_downloads_double_the_window_per_interval_before_any_finishes() -> None:
-    c, clock = controller(initial=16, maximum=64, interval=2.0)
+def test_long_downloads_double_the_window_per_probe_before_any_finishes() -> None:
+    c, clock = controller(initial=8, maximum=64, interval=2.0, probe=0.5)
+    assert c.interval == 0.5  # the engine ticks at half of this while nothing comes back
     seen = []
-    for _ in range(6):  # the engine ticks every second while nothing comes back
-        clock.now += 1.0
+    for _ in range(10):
+        clock.now += 0.25
         c.tick()
         seen.append(c.limit)
-    assert seen == [16, 32, 32, 64, 64, 64]
+    assert seen == [8, 16, 16, 32, 32, 64, 64, 64, 64, 64]
+
+
+def test_the_first_finished_series_ends_the_blind_ramp() -> None:
+    c, clock = controller(initial=8, maximum=64, interval=2.0, probe=0.5)
+    clock.now = 0.5
+    c.tick()
+    assert c.limit == 16
+    clock.now = 0.7
+    c.finished(MB)  # evidence now exists: samples go back to whole intervals
+    assert c.interval == 2.0
+    clock.now = 1.0
+    c.tick()
+    assert c.limit == 16
+    clock.now = 2.5
+    c.tick()  # the first whole interval (0.5..2.5 s) has a rate: slow start doubles
+    assert c.limit == 32
+
+
+def test_push_back_during_the_blind_ramp_halves_and_stops_it() -> None:
+    c, clock = controller(initial=16, maximum=64, interval=2.0, probe=0.5)
+    clock.now = 0.5
+    c.tick()
+    assert c.limit == 32
+    clock.now = 0.6
+    c.finished(0, throttled=True, retry_after=1.0, epoch=c.epoch)
+    assert c.limit == 16 and c.backoffs == 1 and c.interval == 2.0
+    for step in range(1, 8):  # frozen until Retry-After, then no blind doubling again
+        clock.now = 0.6 + 0.25 * step
+        c.tick()
+        assert c.limit == 16
 
 
 def test_a_saturated_link_ends_slow_start_at_the_last_window_that_paid() -> None:
@@ -130,6 +161,8 @@ def test_settings_are_validated() -> None:
         AdaptiveSettings(minimum=0)
     with pytest.raises(ValueError):
         AdaptiveSettings(minimum=8, maximum=4)
+    with pytest.raises(ValueError):
+        AdaptiveSettings(probe=0.0)
     c, _ = controller(initial=100, maximum=8)
     assert c.limit == 8
 

@@ -1,0 +1,81 @@
+"""The cluster starts while a first mirror lists (its worker processes take as long to start
+as the listing), and is shut down whatever the plan turns out to be."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from synchelp import SyncFn, assert_mirror_equals_archive
+
+from mirror.archive.sim import SimArchive
+from mirror.config import Selection
+from mirror.sync import cluster as cluster_mod
+from mirror.sync.run import expects_downloads
+
+HELD = {"Sim-Lung": date(2026, 1, 1), "Sim-Brain": None}
+
+
+def test_a_first_mirror_or_a_manifest_expects_downloads() -> None:
+    assert expects_downloads(Selection(), {})  # nothing held yet: everything is new
+    assert expects_downloads(Selection(collections=("Sim-Colon",)), HELD)
+    assert expects_downloads(Selection(collections=("Sim-Lung", "Sim-Colon")), HELD)
+    assert expects_downloads(Selection(manifest_uids=("1.2.3",)), HELD)
+
+
+def test_a_run_over_held_collections_does_not_start_workers_early() -> None:
+    assert not expects_downloads(Selection(), HELD)  # the nightly over everything held
+    assert not expects_downloads(Selection(collections=("Sim-Lung",)), HELD)
+    assert not expects_downloads(Selection(collections=("Sim-Lung", "Sim-Brain")), HELD)
+
+
+class Spy:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.opened: list[str] = []
+        real = cluster_mod.EarlyCluster
+
+        spy = self
+
+        class Recording(real):  # type: ignore[misc, valid-type]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                spy.opened.append("early")
+                super().__init__(*args, **kwargs)
+
+        monkeypatch.setattr(cluster_mod, "EarlyCluster", Recording)
+
+
+def no_cluster_left() -> bool:
+    from distributed import default_client
+
+    starters = [t for t in threading.enumerate() if t.name.startswith("mirror-cluster-start")]
+    try:
+        default_client()
+    except ValueError:
+        return not [t for t in starters if t.is_alive()]
+    return False
+
+
+@pytest.mark.slow
+def test_first_mirror_uses_the_early_cluster_and_a_no_op_shuts_it_down(
+    run_sync: SyncFn, sim: SimArchive, dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = Spy(monkeypatch)
+    first = run_sync()
+    assert first.exit_code == 0, first.error
+    assert spy.opened == ["early"]
+    assert first.cluster["threads"] > 0  # the early cluster did the downloads
+    assert_mirror_equals_archive(dest, sim)
+    assert no_cluster_left()
+
+    held = sim.series_uids()[:2]
+    again = run_sync(selection=Selection(manifest_uids=tuple(held)))
+    assert again.exit_code == 0, again.error
+    assert again.counts["unchanged"] == 2 and again.counts.get("downloaded", 0) == 0
+    assert spy.opened == ["early", "early"]  # started for a manifest, closed unused
+    assert no_cluster_left()
+
+    nightly = run_sync()
+    assert nightly.exit_code == 0 and spy.opened == ["early", "early"]
