@@ -199,7 +199,7 @@ class IdcArchive:
     def listed_digests(self, series: IdcSeries) -> dict[str, str | None]:
         """Object name -> MD5 per the prefix listing's ETags, None where an ETag is no MD5
         (``mirror verify --cross-source`` without downloading)."""
-        return listed_digests(series, endpoint=self.endpoint)
+        return listed_digests(series, endpoint=self.endpoint, max_in_flight=self.max_in_flight)
 
     def fetch_many(
         self, work: Sequence[tuple[IdcSeries, Path]], *, series_in_flight: int = 16
