@@ -189,8 +189,8 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
 
     def call() -> RunSummary:
         from mirror.archive.sources import open_source
+        from mirror.cli.compose import sync
         from mirror.sync.manifest import read_manifest
-        from mirror.sync.service import sync
 
         config = SyncConfig(
             dest=dest,
@@ -332,11 +332,11 @@ def verify_command(  # noqa: PLR0917 - one parameter per CLI option
 
     def call() -> Any:
         from mirror.archive.port import HashedArchive
+        from mirror.archive.sources import open_source
         from mirror.errors import UsageError
-        from mirror.sync.service import open_archive
 
         store = open_store(dest, **store_options_from_env(dest))
-        the_archive = open_archive(archive_url_from_env(archive)) if upstream else None
+        the_archive = open_source("nbia", archive_url_from_env(archive)) if upstream else None
         if the_archive is not None and not isinstance(the_archive, HashedArchive):
             raise UsageError(f"{the_archive.url} offers no MD5 hierarchy to compare with")
         ledger = resolve_state_dir(dest, state_dir) / _LEDGER
@@ -420,6 +420,7 @@ def demo_command(
 ) -> None:
     """Serve a simulated TCIA (NBIA API, IDC bucket, or both) on 127.0.0.1 and mirror it
     into DEST (offline, no setup)."""
+    from mirror.cli.compose import open_destination
     from mirror.cli.demo_sources import simulated_source
     from mirror.sync.demo import demo
 
@@ -431,6 +432,7 @@ def demo_command(
             return demo(
                 config,
                 source=simulated.source,
+                store=open_destination(config),
                 url=simulated.url,
                 today=simulated.today,
                 progress=progress,

@@ -19,11 +19,11 @@ from mirror.archive.combined import CombinedSource
 from mirror.archive.nbia import NbiaArchive
 from mirror.archive.port import Source
 from mirror.archive.sim import SimArchive
+from mirror.cli.compose import sync
 from mirror.config import ClusterConfig, SyncConfig
 from mirror.errors import EXIT_OK, EXIT_PARTIAL
 from mirror.layout import SIDECAR_NAME, SeriesSidecar
 from mirror.sync.report import RunSummary
-from mirror.sync.service import sync
 from mirror.sync.task import FetchSettings
 from tests.archive.idc_support import IdcWorld, idc_world
 
