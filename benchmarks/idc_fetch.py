@@ -1,29 +1,34 @@
-"""Fetching an IDC-shaped TCGA mix from SeaweedFS on loopback: the IDC adapter vs s5cmd.
+"""An IDC-shaped sync from SeaweedFS on loopback: ``mirror sync --source idc`` vs s5cmd.
 
 A simulated IDC release (real TCGA series names, UIDs and crdc uuids from
-``../shared/data/tcga_catalog.parquet``; 512x512 CT/MR/PT slices of about 0.5 MB each, real
+``../shared/data/tcga_catalog.parquet``; 512x512 CT/MR slices of about 0.5 MB each, real
 DICOM) is published to ``weed mini`` on 127.0.0.1. Each round then fetches every series'
 prefix, in separate processes, with:
 
-- ``mirror``: :meth:`IdcArchive.fetch_many` (aiohttp, anonymous), which checks every object
-  (size, MD5 vs ETag, DICOM SeriesInstanceUID, unique SOPInstanceUID) and every series
-  (count, bytes) and stages through ``.partial`` files;
+- ``mirror-sync``: the whole command, ``mirror sync <collections> --dest D --source idc
+  --idc-index I --idc-endpoint EP`` at its defaults, timed from exec to exit (interpreter,
+  index, embedded Dask LocalCluster, plan, every fetch and check, Store publish with fsync,
+  ledger); peak RSS is that of the whole process tree (driver, and any worker processes);
+- ``mirror``: fetch only, :meth:`IdcArchive.fetch_many` on one event loop (aiohttp,
+  anonymous), timed after set-up; it checks every object (size, MD5 vs ETag, DICOM
+  SeriesInstanceUID, unique SOPInstanceUID) and every series (count, bytes) as the sync does;
 - ``s5cmd``: ``s5cmd --no-sign-request --endpoint-url EP run manifest`` with one
   ``cp s3://bucket/<uuid>/* dir/`` line per series, exactly as idc-index drives it, at
-  s5cmd's defaults (256 workers); it checks nothing;
-- ``mirrorx``: the same split over ``--processes`` processes (one event loop each, as the
-  engine's Dask workers would run it), all started together;
+  s5cmd's defaults (256 workers); it checks nothing and fsyncs nothing;
 - ``idc-index`` 0.13.4 ``download_from_selection`` with its AWS endpoint pointed here (it
   plans from its bundled v25 index and runs s5cmd; its s5cmd child's CPU is included);
 - ``aiobotocore`` (the client-choice control): the same GETs through aiobotocore unsigned
-  with the same concurrency, MD5 only.
+  with the same concurrency, MD5 only;
+- ``mirrorx`` (only with ``--contenders``): fetch only, split over ``--processes``.
 
-Reported per contender: files/s, MB/s (decimal), CPU seconds (user+sys of the process) and
-peak RSS, medians over rounds run in rotating order, and mirror's ratio to s5cmd. Results:
-``benchmarks/results/idc_fetch.json``.
+Every round runs inside ``_common.load_round`` (waits for a quiet machine, records the load),
+contenders in rotating order. Reported per contender: files/s, MB/s (decimal), CPU seconds
+(user+sys) and peak RSS, medians over rounds, and the ratio to s5cmd paired per round.
+Results: ``benchmarks/results/idc_fetch.json``; rows regenerate the table in README.md.
 
     python benchmarks/idc_fetch.py [--collections TCGA-LUAD,TCGA-KIRC,TCGA-BRCA,TCGA-LIHC]
-        [--series-per-collection 4] [--max-instances 60] [--rounds 3] [--in-flight 128]
+        [--series-per-collection 12] [--max-instances 120] [--rounds 3] [--in-flight 128]
+        [--contenders mirror-sync,mirror,s5cmd,idc-index,aiobotocore] [--sync-args ...]
 """
 
 from __future__ import annotations
@@ -378,8 +383,8 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--collections", default="TCGA-LUAD,TCGA-KIRC,TCGA-BRCA,TCGA-LIHC")
-    parser.add_argument("--series-per-collection", type=int, default=4)
-    parser.add_argument("--max-instances", type=int, default=60)
+    parser.add_argument("--series-per-collection", type=int, default=12)
+    parser.add_argument("--max-instances", type=int, default=120)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--in-flight", type=int, default=128)
     parser.add_argument("--series-in-flight", type=int, default=16)
@@ -467,11 +472,15 @@ def table_rows(shape: dict[str, Any], summary: dict[str, Any]) -> None:
             continue
         m = summary[kind]
         ratio = m.get("ratio_to_s5cmd")
+        limit = "-"
+        if kind == "mirror-sync" and "mirror" in summary:
+            limit = (f"fetch only {summary['mirror']['files_per_s']:.0f} files/s (same checks; "
+                     "no start-up, ledger or fsync)")  # fmt: skip
         update_row(
             NAME,
             f"IDC-shaped sync from SeaweedFS, {what}: {label}",
             [f"{m['files_per_s']:.0f} files/s ({m['mb_per_s']:.0f} MB/s), every check, "
-             f"peak {m['peak_rss_mb']:.0f} MB", "-", "; ".join(peer) or "-",
+             f"peak {m['peak_rss_mb']:.0f} MB", limit, "; ".join(peer) or "-",
              "-" if ratio is None else f"{ratio:.2f}x s5cmd (target 0.8x)"],
         )  # fmt: skip
 
