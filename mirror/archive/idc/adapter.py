@@ -49,8 +49,8 @@ _PUBLIC = {"aws": "https://s3.amazonaws.com", "gcs": "https://storage.googleapis
 class IdcArchive:
     """IDC's current release. ``index``: a DIR or URL (``--idc-index``), default the installed
     ``idc-index-data``; ``endpoint``: any S3-compatible URL (``--idc-endpoint`` or
-    ``$MIRROR_IDC_ENDPOINT``), else GCS when ``gcs``, else AWS. Picklable: it holds settings
-    and opens a connection pool per fetch call."""
+    ``$MIRROR_IDC_ENDPOINT``), else GCS when ``gcs``, else AWS. Picklable: it holds settings;
+    fetches run on the process's shared loop and connection pool (:mod:`.shared`)."""
 
     def __init__(
         self,
