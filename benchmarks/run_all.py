@@ -54,6 +54,9 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "index_build": ("index_build.py", [], ["--series", "6", "--slices", "10", "--runs", "1"]),
     "index_query": ("index_query.py", [], ["--runs", "1", "--no-idc"]),
     "plan_scale": ("plan_scale.py", [], ["--limit", "20000", "--repeats", "1", "--sample", "500"]),
+    "idc_fetch": ("idc_fetch.py", [], ["--series-per-collection", "2", "--max-instances", "20",
+                                       "--rounds", "1",
+                                       "--contenders", "mirror-sync,mirror,s5cmd"]),
 }  # fmt: skip
 
 

@@ -1,8 +1,8 @@
 """The layering in pyproject.toml's [tool.importlinter] holds (issue #10), and it bites.
 
 Contracts: CLI > convert > index > sync > the two ports > config > errors; adapters never
-import the engine; the engine imports no concrete adapter (known debt listed in
-``ignore_imports``); real adapters never import the simulators; no import cycles between
+import the engine; the engine imports no concrete adapter (no exceptions: the CLI composes
+sources and the destination); real adapters never import the simulators; no import cycles between
 siblings at any depth.
 """
 

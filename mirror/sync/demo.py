@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mirror.archive.port import Source
 from mirror.config import SyncConfig
+from mirror.storage.port import Store
 from mirror.sync.report import RunSummary
 from mirror.sync.run import ProgressFn
 
@@ -30,17 +31,18 @@ def demo(
     config: SyncConfig,
     *,
     source: Source,
+    store: Store,
     url: str,
     today: date,
     progress: ProgressFn | None = None,
 ) -> DemoResult:
-    """Mirror the running simulated ``source`` (at ``url``) into ``config.dest``."""
+    """Mirror the running simulated ``source`` (at ``url``) into ``store`` (``config.dest``)."""
     from mirror.sync.ledger import Ledger
     from mirror.sync.service import sync
 
     Path(config.dest).mkdir(parents=True, exist_ok=True)
     cfg = replace(config, archive_url=url)
-    summary = sync(cfg, archive=source, progress=progress, today=_sim_today(today))
+    summary = sync(cfg, archive=source, store=store, progress=progress, today=_sim_today(today))
     with Ledger.open(config.ledger_path) as ledger:
         per_collection = {
             name: states.get("present", 0) for name, states in ledger.counts_by_collection().items()

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
-from mirror.archive.port import HashNode
+from mirror.archive.port import HashNode, SeriesRecord
 from mirror.layout import hierarchy_md5
 from mirror.sync.plan import LedgerEntry
 
@@ -110,6 +110,27 @@ class _Walk:
             self.drifted.add(entry.series_uid)
         elif not entry.md5_hierarchy:
             self.adopted.append((entry.series_uid, theirs))
+
+
+def without_hierarchy(unchanged: Sequence[SeriesRecord]) -> tuple[bool, str]:
+    """What ``--full`` can and cannot see when the source offers no MD5 hierarchy:
+    (worth a warning, message). A record with a version token (IDC's ``crdc_series_uuid``)
+    changes token whenever its content changes, so reconciling the whole listing, as
+    ``--full`` does, already finds it; the MD5 hierarchy is an NBIA feature for NBIA's
+    series, which carry none."""
+    blind = sum(1 for r in unchanged if not r.version_token)
+    if not unchanged:
+        return False, "--full: no held series is unchanged in the listing; nothing to re-check"
+    if not blind:
+        return False, (
+            "--full reconciled the whole listing: every listed series carries a version "
+            "token (IDC: crdc_series_uuid), so a changed series shows as a new token; the "
+            "MD5 hierarchy is NBIA's and is not needed here"
+        )
+    return True, (
+        f"the source offers no MD5 hierarchy: silent changes to {blind} listed series "
+        "without a version token stay unseen (NBIA's getMD5Hierarchy finds them)"
+    )
 
 
 def _ask(upstream: Upstream, node: HashNode) -> str:

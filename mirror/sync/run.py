@@ -33,7 +33,7 @@ from mirror.storage.port import Store
 from mirror.sync.adaptive import AdaptiveSettings
 from mirror.sync.audit import committed_unrecorded, held_damage, held_hashes
 from mirror.sync.engine import Engine, EngineOptions, EngineReport, make_units
-from mirror.sync.hierarchy import DriftReport, find_drift
+from mirror.sync.hierarchy import DriftReport, find_drift, without_hierarchy
 from mirror.sync.ledger import Ledger, utcnow
 from mirror.sync.listing import Listing, gather
 from mirror.sync.manifest import write_text_atomic
@@ -219,7 +219,9 @@ class SyncRun:
         archive = self.ctx.archive
         unchanged = [i.held for i in the_plan.by_outcome("unchanged") if i.held is not None]
         if not isinstance(archive, HashedArchive):
-            log.warning("the archive offers no MD5 hierarchy: silent changes stay unseen")
+            records = [i.record for i in the_plan.by_outcome("unchanged") if i.record]
+            warn, message = without_hierarchy(records)
+            log.log(logging.WARNING if warn else logging.INFO, message)
             return DriftReport(frozenset(), frozenset(), (), 0)
         self.drift = find_drift(archive.hierarchy_md5, unchanged, self._candidates)
         if not self.ctx.config.dry_run:

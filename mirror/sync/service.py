@@ -1,9 +1,10 @@
 """Library entry points the CLI calls: ``sync``, ``status``, ``verify``, ``rebuild_ledger``.
 
 Each takes frozen configuration, does the work, and returns a small report object; the CLI
-turns that into text and an exit code. ``sync`` lives here; the read-back operations live in
-:mod:`mirror.sync.ops`; the demo (:mod:`mirror.sync.demo`) calls ``sync`` and so is not
-re-exported here (that made the two modules import each other).
+turns that into text and an exit code. ``sync`` lives here and takes both ports ready made
+(library callers wanting the defaults composed use :func:`mirror.cli.compose.sync`); the
+read-back operations live in :mod:`mirror.sync.ops`; the demo (:mod:`mirror.sync.demo`) calls
+``sync`` and so is not re-exported here (that made the two modules import each other).
 """
 
 from __future__ import annotations
@@ -56,47 +57,34 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
-def open_archive(url: str) -> Source:
-    from mirror.archive.nbia import NbiaArchive
-
-    return NbiaArchive(url)
-
-
-def open_destination(config: SyncConfig) -> Store:
-    from mirror.storage import open_store
-
-    return open_store(config.dest, **dict(config.store_options))
-
-
 def sync(
     config: SyncConfig,
     *,
-    archive: Source | None = None,
-    store: Store | None = None,
+    archive: Source,
+    store: Store,
     today: Callable[[], date] | None = None,
     progress: ProgressFn | None = None,
     fetch_settings: Any = None,
 ) -> RunSummary:
-    """One sync run under the state dir's lock and the destination's lease; the summary
-    carries the exit code.
+    """One sync run of ``archive`` into ``store`` under the state dir's lock and the
+    destination's lease; the summary carries the exit code. The caller composes both ports
+    (:mod:`mirror.cli.compose`): the engine opens no adapter.
 
-    Raises only for problems before the run starts (LockHeld, a bad destination URL).
+    Raises only for problems before the run starts (LockHeld).
     """
     run_id = new_run_id()
-    the_archive = archive or open_archive(config.archive_url)
-    the_store = store or open_destination(config)
     state_dir = config.ledger_path.parent
     lock = RunLock(state_dir, run_id, datetime.now(UTC).isoformat(timespec="seconds"))
     with (
         lock,
-        _hold_lease(config, the_store, run_id) as lease,
+        _hold_lease(config, store, run_id) as lease,
         Ledger.open(config.ledger_path) as ledger,
         _stop_on_signals() as stopped,
     ):
         ctx = RunContext(
             config=config,
-            archive=the_archive,
-            store=the_store,
+            archive=archive,
+            store=store,
             ledger=ledger,
             run_id=run_id,
             today=(today or _utc_today)(),
@@ -107,7 +95,7 @@ def sync(
         blocked = lease if isinstance(lease, StoreError) else None
         held = lease if isinstance(lease, DestinationLease) else None
         summary = _settle_lease(held, SyncRun(ctx).execute(blocked))
-        _publish_reports(config, the_store, ledger, summary)
+        _publish_reports(config, store, ledger, summary)
     return summary
 
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from mirror.archive.nbia import NbiaArchive
 from mirror.archive.sim import SimArchive, SimServer
 from mirror.cli import app
+from mirror.cli.compose import sync
 from mirror.config import ClusterConfig, SyncConfig
 from mirror.index import extract, query
 from mirror.index.build import build_index, withdrawn_series
@@ -21,7 +22,6 @@ from mirror.index.schema import ELEMENTS
 from mirror.storage import open_store
 from mirror.storage.port import Store
 from mirror.sync.manifest import read_manifest
-from mirror.sync.service import sync
 from mirror.sync.task import FetchSettings
 
 pytestmark = pytest.mark.slow

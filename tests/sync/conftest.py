@@ -10,9 +10,9 @@ import pytest
 
 from mirror.archive.nbia import NbiaArchive
 from mirror.archive.sim import SimArchive, SimServer
+from mirror.cli.compose import sync
 from mirror.config import ClusterConfig, SyncConfig
 from mirror.sync.report import RunSummary
-from mirror.sync.service import sync
 from mirror.sync.task import FetchSettings
 
 # Backoff inside the task never waits in tests (the archive client's waits are recorded).

@@ -181,9 +181,9 @@ def test_a_connection_capped_archive_sees_the_window_shrink_not_a_429_storm(  # 
     from dataclasses import replace
 
     from mirror.archive.sim import FaultConfig
+    from mirror.cli.compose import sync
     from mirror.config import ClusterConfig
     from mirror.sync import run as run_mod
-    from mirror.sync.service import sync
     from mirror.sync.task import FetchSettings
 
     for i in range(48):  # over 2 MB each, so each is its own Dask task (no batches)

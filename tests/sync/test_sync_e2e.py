@@ -184,8 +184,8 @@ def test_listing_rows_with_unparsable_dates_still_sync_and_stay_stable(
             rows = self.inner.series(*a, **kw)  # type: ignore[attr-defined]
             return [replace(r, date_released=None, max_submission=None) for r in rows]
 
+    from mirror.cli.compose import sync as do_sync
     from mirror.config import ClusterConfig, SyncConfig
-    from mirror.sync.service import sync as do_sync
 
     config = SyncConfig(dest=str(dest), cluster=ClusterConfig(workers=0, threads=2))
     wrapped = NoDates(archive)
@@ -201,7 +201,7 @@ def test_archive_down_before_any_work_exits_3(config: object, dest: Path, sim: S
     from dataclasses import replace
 
     from mirror.archive.nbia import NbiaArchive
-    from mirror.sync.service import sync as do_sync
+    from mirror.cli.compose import sync as do_sync
 
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))

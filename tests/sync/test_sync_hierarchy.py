@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from mirror.archive.port import HashNode
+from mirror.archive.port import HashNode, SeriesRecord
 from mirror.layout import hierarchy_md5
-from mirror.sync.hierarchy import find_drift
+from mirror.sync.hierarchy import find_drift, without_hierarchy
 from mirror.sync.plan import LedgerEntry
 
 
@@ -84,3 +84,14 @@ def test_unknown_upstream_series_is_reported_not_refetched() -> None:
     fake = FakeArchive({e.series_uid: e.md5_hierarchy for e in HELD} | {"1.4": ""})
     report = find_drift(fake.hierarchy_md5, HELD, recorded)
     assert report.unknown == frozenset({"1.4"}) and report.drifted == frozenset()
+
+
+def test_without_a_hierarchy_only_series_without_a_version_token_are_blind() -> None:
+    idc = SeriesRecord("1.1", "1", "P", "C", version_token="u-1", source="idc")
+    nbia = SeriesRecord("1.2", "1", "P", "C", source="nbia")
+    assert without_hierarchy([idc]) == (False, without_hierarchy([idc, idc])[1])
+    assert "crdc_series_uuid" in without_hierarchy([idc])[1]
+    warn, message = without_hierarchy([idc, nbia, nbia])
+    assert warn
+    assert "2 listed series without a version token" in message
+    assert without_hierarchy([])[0] is False

@@ -6,6 +6,7 @@ bucket's bytes (or the archive's), and a second run does nothing."""
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,11 +20,11 @@ from mirror.archive.combined import CombinedSource
 from mirror.archive.nbia import NbiaArchive
 from mirror.archive.port import Source
 from mirror.archive.sim import SimArchive
+from mirror.cli.compose import sync
 from mirror.config import ClusterConfig, SyncConfig
 from mirror.errors import EXIT_OK, EXIT_PARTIAL
 from mirror.layout import SIDECAR_NAME, SeriesSidecar
 from mirror.sync.report import RunSummary
-from mirror.sync.service import sync
 from mirror.sync.task import FetchSettings
 from tests.archive.idc_support import IdcWorld, idc_world
 
@@ -270,3 +271,16 @@ def test_hostile_keys_are_refused_and_nothing_escapes(
     assert uid not in sidecars(Path(cfg.dest))
     assert not [p for p in tmp_path.rglob(name)]  # written nowhere, inside or outside
     assert_equals_bucket(Path(cfg.dest), world, set(sim.series_uids()) - {uid})
+
+
+def test_full_on_idc_says_the_index_is_reconciled_not_that_a_hierarchy_is_missing(
+    world: IdcWorld, cfg: SyncConfig, sim: SimArchive, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert run(cfg, world.archive(), sim).exit_code == EXIT_OK
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mirror.sync.run"):
+        again = run(cfg, world.archive(), sim, full=True)
+    assert again.exit_code == EXIT_OK
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "mirror.sync.run"]
+    assert not [m for level, m in said if level >= logging.WARNING], said
+    assert any("crdc_series_uuid" in m and "reconciled the whole listing" in m for _, m in said)

@@ -18,11 +18,11 @@ from synchelp import assert_mirror_equals_archive, assert_nothing_partial
 
 from mirror.archive.nbia import NbiaArchive
 from mirror.archive.sim import build_preset, serve_archive
+from mirror.cli.compose import sync
 from mirror.config import ClusterConfig, SyncConfig
 from mirror.sync.ledger import Ledger
 from mirror.sync.plan import MaxDelete
 from mirror.sync.report import RunSummary
-from mirror.sync.service import sync
 from mirror.sync.task import FetchSettings
 
 NO_WAIT = FetchSettings(backoff_initial=0.0, backoff_max=0.0)

@@ -21,10 +21,10 @@ from typer.testing import CliRunner
 from mirror.archive.nbia import NbiaArchive
 from mirror.archive.sim import FaultConfig, SimArchive, SimServer
 from mirror.cli import app
+from mirror.cli.compose import sync
 from mirror.config import ClusterConfig, SyncConfig
 from mirror.storage.s3 import S3Store
 from mirror.sync.ops import rebuild_ledger, verify
-from mirror.sync.service import sync
 from mirror.sync.task import FetchSettings
 
 S3_OPTIONS = {"key": "testing", "secret": "testing", "client_kwargs": {"region_name": "us-east-1"}}

@@ -49,8 +49,8 @@ _PUBLIC = {"aws": "https://s3.amazonaws.com", "gcs": "https://storage.googleapis
 class IdcArchive:
     """IDC's current release. ``index``: a DIR or URL (``--idc-index``), default the installed
     ``idc-index-data``; ``endpoint``: any S3-compatible URL (``--idc-endpoint`` or
-    ``$MIRROR_IDC_ENDPOINT``), else GCS when ``gcs``, else AWS. Picklable: it holds settings
-    and opens a connection pool per fetch call."""
+    ``$MIRROR_IDC_ENDPOINT``), else GCS when ``gcs``, else AWS. Picklable: it holds settings;
+    fetches run on the process's shared loop and connection pool (:mod:`.shared`)."""
 
     def __init__(
         self,
@@ -199,7 +199,7 @@ class IdcArchive:
     def listed_digests(self, series: IdcSeries) -> dict[str, str | None]:
         """Object name -> MD5 per the prefix listing's ETags, None where an ETag is no MD5
         (``mirror verify --cross-source`` without downloading)."""
-        return listed_digests(series, endpoint=self.endpoint)
+        return listed_digests(series, endpoint=self.endpoint, max_in_flight=self.max_in_flight)
 
     def fetch_many(
         self, work: Sequence[tuple[IdcSeries, Path]], *, series_in_flight: int = 16

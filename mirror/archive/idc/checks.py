@@ -19,13 +19,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal
 
+from mirror.archive.idc.header import (
+    HEAD_BYTES,
+    SERIES_INSTANCE_UID,
+    SOP_INSTANCE_UID,
+    fast_identity,
+)
 from mirror.archive.idc.listing import IdcSeries
 from mirror.archive.idc.names import EtagKind
 from mirror.errors import ChecksumMismatch, IncompleteSeries, WrongInstance
 
 Outcome = Literal["passed", "failed", "not_applicable"]
-SOP_INSTANCE_UID = 0x00080018
-SERIES_INSTANCE_UID = 0x0020000E
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +76,25 @@ def check_md5(name: str, md5: str, etag: str, kind: EtagKind) -> Outcome:
 
 
 def dicom_identity(stream: BinaryIO, expected_series: str) -> str:
-    """Parse the header only; return the SOPInstanceUID after checking the series."""
+    """Parse the header only; return the SOPInstanceUID after checking the series.
+
+    The raw-element reader (:mod:`mirror.archive.idc.header`) answers for plain headers;
+    anything else is read by pydicom, whose errors decide what is no DICOM.
+    """
+    fast = fast_identity(stream.read(HEAD_BYTES))
+    if fast is None:
+        stream.seek(0)
+        series, sop = _pydicom_identity(stream)
+    else:
+        series, sop = fast
+    if series != expected_series:
+        raise WrongInstance(f"SeriesInstanceUID {series}, expected {expected_series}")
+    if not sop:
+        raise WrongInstance("no SOPInstanceUID")
+    return sop
+
+
+def _pydicom_identity(stream: BinaryIO) -> tuple[str, str]:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -84,11 +106,7 @@ def dicom_identity(stream: BinaryIO, expected_series: str) -> str:
         series, sop = str(ds.get(SERIES_INSTANCE_UID).value), str(ds.get(SOP_INSTANCE_UID).value)
     except (InvalidDicomError, AttributeError, ValueError, EOFError, OSError) as exc:
         raise WrongInstance(f"not a readable DICOM instance ({exc})") from exc
-    if series != expected_series:
-        raise WrongInstance(f"SeriesInstanceUID {series}, expected {expected_series}")
-    if not sop:
-        raise WrongInstance("no SOPInstanceUID")
-    return sop
+    return series, sop
 
 
 def check_listing(series: IdcSeries, count: int, total: int) -> None:

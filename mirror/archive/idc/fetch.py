@@ -27,6 +27,7 @@ from mirror.archive.idc.checks import (
 )
 from mirror.archive.idc.listing import IdcSeries
 from mirror.archive.idc.names import etag_hex, etag_kind, instance_name
+from mirror.archive.idc.shared import shared_loop
 from mirror.archive.idc.wire import Endpoint, ListedObject, S3Reader, object_url
 from mirror.errors import MirrorError, UnsafeArchiveEntry, UsageError, WrongInstance
 
@@ -145,15 +146,13 @@ async def fetch_many_async(
 
 
 def fetch_series(
-    series: IdcSeries, staging: Path, *, endpoint: Endpoint, max_in_flight: int = 64
+    series: IdcSeries, staging: Path, *, endpoint: Endpoint, max_in_flight: int = 128
 ) -> SeriesFetch:
-    """Blocking form for a sync task (its own event loop and connection pool)."""
-
-    async def run() -> SeriesFetch:
-        async with S3Reader(max_in_flight=max_in_flight) as reader:
-            return await fetch_series_async(reader, endpoint, series, staging)
-
-    return asyncio.run(run())
+    """Blocking form for a sync task, from any thread: the series runs on this process's
+    shared loop and connection pool (:mod:`mirror.archive.idc.shared`)."""
+    return shared_loop(max_in_flight).run(
+        lambda reader: fetch_series_async(reader, endpoint, series, staging)
+    )
 
 
 async def listed_digests_async(
@@ -174,14 +173,13 @@ async def listed_digests_async(
     }
 
 
-def listed_digests(series: IdcSeries, *, endpoint: Endpoint) -> dict[str, str | None]:
-    """Blocking form of :func:`listed_digests_async`."""
-
-    async def run() -> dict[str, str | None]:
-        async with S3Reader(max_in_flight=4) as reader:
-            return await listed_digests_async(reader, endpoint, series)
-
-    return asyncio.run(run())
+def listed_digests(
+    series: IdcSeries, *, endpoint: Endpoint, max_in_flight: int = 128
+) -> dict[str, str | None]:
+    """Blocking form of :func:`listed_digests_async` (on the shared loop, as a fetch)."""
+    return shared_loop(max_in_flight).run(
+        lambda reader: listed_digests_async(reader, endpoint, series)
+    )
 
 
 def fetch_many(
