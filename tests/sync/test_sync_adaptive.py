@@ -203,7 +203,9 @@ def test_a_connection_capped_archive_sees_the_window_shrink_not_a_429_storm(  # 
     adaptive_refusals, adaptive = refusals_of(wide)
     assert adaptive.exit_code == 0, adaptive.failures  # type: ignore[attr-defined]
     concurrency = adaptive.cluster["concurrency"]  # type: ignore[attr-defined]
-    assert concurrency["final"] <= 4 and concurrency["backoffs"] >= 1
+    # Settled at the cap: additive increase may be probing one slot above it when the run
+    # ends (that probe's refusal is what halves it again), never more.
+    assert concurrency["final"] <= 4 + 1 and concurrency["backoffs"] >= 1
 
     # Control: the same run with the window fixed at 16 (what the engine did before).
     fixed = run_mod.AdaptiveSettings(initial=16, minimum=16, maximum=16)
