@@ -336,6 +336,11 @@ class Ledger:
         ).fetchone()
         return to_entry(row) if row else None
 
+    def withdrawn_uids(self) -> frozenset[str]:
+        """Series withdrawn upstream (one column of the matching rows, not every entry)."""
+        rows = self._conn.execute("SELECT series_uid FROM series WHERE state = 'withdrawn'")
+        return frozenset(row[0] for row in rows)
+
     def counts_by_state(self) -> dict[str, int]:
         rows = self._conn.execute("SELECT state, count(*) FROM series GROUP BY state")
         return {state: n for state, n in rows}
