@@ -24,8 +24,8 @@ _TYPES = {"str": "string", "int": "int64", "int | None": "int64", "date | None":
 FIELDS: tuple[tuple[str, str], ...] = tuple(
     (f.name, _TYPES[str(f.type)]) for f in dataclasses.fields(SeriesRecord)
 )
-_STRINGS = tuple(name for name, kind in FIELDS if kind == "string")
-_NUMBERS = ("image_count", "file_size")  # never absent in a record: 0 stands for none
+_NUMBERS = ("image_count", "file_size")
+_BATCH = 20_000  # never absent in a record: 0 stands for none
 
 
 @runtime_checkable
@@ -55,13 +55,21 @@ def records_table(records: Iterable[SeriesRecord]) -> pa.Table:
 
 
 def table_records(table: pa.Table) -> list[SeriesRecord]:
-    """The rows of a listing table as records (only for the few rows a plan acts on)."""
+    """The rows of a listing table as records (a first mirror's plan makes one per series:
+    a batch of columns at a time, never a dict per row)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = [name for name, _ in FIELDS]
     out: list[SeriesRecord] = []
-    for row in table.select([name for name, _ in FIELDS]).to_pylist():
-        for name in _STRINGS:
-            if row[name] is None:
-                row[name] = ""
-        out.append(SeriesRecord(**row))
+    for batch in table.select(names).to_batches(max_chunksize=_BATCH):
+        columns = [
+            pc.fill_null(column, "").to_pylist()
+            if column.null_count and column.type == pa.string()
+            else column.to_pylist()
+            for column in batch.columns
+        ]
+        out.extend(SeriesRecord(*values) for values in zip(*columns, strict=True))
     return out
 
 

@@ -157,7 +157,8 @@ def plan_columnar(
     whole = entries(table.column("series_uid").filter(matched & ~stays).to_pylist())
     items: list[PlanItem] = []
     rejected: list[Rejected] = []
-    for record in table_records(listing.take(act)):
+    acting = listing if len(act) == listing.num_rows else listing.take(act)  # a first mirror
+    for record in table_records(acting):
         item = classify(record, whole.get(record.series_uid), template, drifted)
         (rejected if isinstance(item, Rejected) else items).append(item)  # type: ignore[arg-type]
 

@@ -222,6 +222,8 @@ def _vacuum(conn: sqlite3.Connection, target: Path) -> None:
     """Give back the pages a rebuild step freed (once). Another process holding the
     ledger open only postpones that: the space stays free inside the file, nothing is lost."""
     try:
+        # From here on the file can give free pages back without a full VACUUM (compact()).
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("VACUUM")
     except sqlite3.OperationalError as exc:
         log.warning("ledger %s upgraded but not compacted yet (%s)", target, exc)
@@ -438,7 +440,19 @@ class Ledger:
                     run_id,
                 ),
             )
+        self.compact()
         return advanced if names else None
+
+    def compact(self) -> None:
+        """Give the file's free pages back (rows that grew moved; a run frees thousands of
+        pages at scale). Cheap: it touches only free pages; a ledger made before it could
+        (``auto_vacuum`` off) is left as it is. A busy ledger just waits for the next run."""
+        try:
+            # executescript steps it to the end (execute() frees one page per call)
+            self._conn.executescript("PRAGMA incremental_vacuum;")
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.OperationalError as exc:
+            log.info("ledger %s not compacted this time (%s)", self.path, exc)
 
     def remember_collections(self, names: Iterable[str]) -> None:
         """Make selected collections 'mirrored' even before their first series lands."""
@@ -475,8 +489,12 @@ class Ledger:
                 "SELECT first_seen_run FROM series WHERE series_uid = ?", (record.series_uid,)
             ).fetchone()[0]
             tx.execute(
-                "UPDATE series SET state = 'present', path = ?, modality = ?, patient_id = ?,"
-                " study_uid = ?, fp_image_count = ?, fp_file_size = ?, fp_max_submission = ?,"
+                # The path is stored compact in the same write (no grow-then-shrink churn):
+                # '' when it is the default layout of the row's collection and new fields.
+                "UPDATE series SET state = 'present', path = CASE WHEN ? = collection || '/'"
+                " || ? || '/' || ? || '/' || series_uid THEN '' ELSE ? END, modality = ?,"
+                " patient_id = ?, study_uid = ?, source = ?,"
+                " fp_image_count = ?, fp_file_size = ?, fp_max_submission = ?,"
                 " fp_date_released = ?, content_hash = ?, series_version = ?,"
                 " n_instances = ?, bytes = ?, attempts = 0, last_error_class = '',"
                 " last_error = '', updated_at = ?, md5_hierarchy = ?,"
@@ -484,9 +502,13 @@ class Ledger:
                 " WHERE series_uid = ?",
                 (
                     sidecar.path,
+                    record.patient_id,
+                    record.study_uid,
+                    sidecar.path,
                     record.modality,
                     record.patient_id,
                     record.study_uid,
+                    record.source or "nbia",
                     *fp,
                     sidecar.content_hash,
                     sidecar.series_version,
@@ -499,8 +521,6 @@ class Ledger:
                     record.series_uid,
                 ),
             )
-            _compact_path(tx, record.series_uid)
-            _set_source(tx, record.series_uid, record.source)
             if changed and first_seen != ref:  # a first fetch is the "added" of its run
                 _event(tx, ref, record.series_uid, "updated", "", now=now)
 
@@ -607,7 +627,13 @@ class Ledger:
                     sidecar.patient_id,
                     sidecar.study_uid,
                     sidecar.modality,
-                    sidecar.path,
+                    _stored_path(
+                        sidecar.path,
+                        sidecar.collection,
+                        sidecar.patient_id,
+                        sidecar.study_uid,
+                        sidecar.series_uid,
+                    ),
                     *fp,
                     sidecar.content_hash,
                     sidecar.series_version,
@@ -619,7 +645,6 @@ class Ledger:
                     sidecar.md5_hierarchy,
                 ),
             )
-            _compact_path(tx, sidecar.series_uid)
             tx.execute("INSERT OR IGNORE INTO collections (name) VALUES (?)", (sidecar.collection,))
             _set_source(tx, sidecar.series_uid, str(sidecar.extra.get("source", "")))
 
@@ -649,17 +674,24 @@ def _insert_if_absent(
             record.patient_id,
             record.study_uid,
             record.modality,
-            path,
+            _stored_path(
+                path, record.collection, record.patient_id, record.study_uid, record.series_uid
+            ),
             ref,
             ref,
             now,
         ),
     )
     if cur.rowcount:
-        _compact_path(tx, record.series_uid)
         tx.execute("INSERT OR IGNORE INTO collections (name) VALUES (?)", (record.collection,))
         # No "added" event: ``first_seen_run`` says it (``Ledger.events`` gives it back), and
         # a million of them were half the ledger.
+
+
+def _stored_path(path: str, collection: str, patient_id: str, study_uid: str, uid: str) -> str:
+    """What the ``path`` column holds: '' for the default layout of the row's own fields
+    (``DEFAULT_PATH_SQL`` reads it back), else the path."""
+    return "" if path == f"{collection}/{patient_id}/{study_uid}/{uid}" else path
 
 
 def _compact_path(tx: sqlite3.Connection, uid: str) -> None:

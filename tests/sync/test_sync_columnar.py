@@ -168,3 +168,27 @@ def test_version_tokens_and_dates_compare_as_the_record_fingerprint_does(tmp_pat
             assert [(i.series_uid, i.outcome) for i in result.plan.items] == expected
             assert result.plan.counts["unchanged"] == 2 - len(expected)
             assert result.unchanged.num_rows == 2 - len(expected)
+
+
+def test_a_tabular_source_lists_collections_as_its_own_tables() -> None:
+    """``gather``'s full listing takes a TabularListing source's tables as they are (columns
+    it lacks are filled as a record would have them), and any other source's records."""
+    from mirror.archive.listing_table import TabularListing
+    from mirror.sync.listing import _full_listing
+
+    rows = {c: [record(u, 0) for u in UIDS if record(u, 0).collection == c]
+            for c in ("Col-A", "Col-B")}  # fmt: skip
+
+    class Tabular:
+        def series_table(self, collection: str) -> object:
+            return records_table(rows[collection]).drop_columns(["series_description"])
+
+    class Records:
+        def series(self, collection: str) -> list[SeriesRecord]:
+            return rows[collection]
+
+    assert isinstance(Tabular(), TabularListing) and not isinstance(Records(), TabularListing)
+    expected = rows["Col-A"] + rows["Col-B"]
+    for source in (Tabular(), Records()):
+        table = _full_listing(source, ["Col-A", "Col-B"])  # type: ignore[arg-type]
+        assert table_records(table) == expected

@@ -295,3 +295,22 @@ def test_history_after_version_5_names_each_run_once(tmp_path: Path) -> None:
     ]
     assert conn.execute("SELECT count(*) FROM events").fetchone() == (1,)
     conn.close()
+
+
+def test_a_ledger_gives_free_pages_back_at_the_end_of_a_run(
+    tmp_path: Path, old_ledger: Path
+) -> None:
+    """New and upgraded ledgers can vacuum incrementally; finish_run hands free pages back."""
+    for path in (tmp_path / "new.sqlite", old_ledger):
+        with Ledger.open(path) as ledger:
+            conn = ledger._conn
+            assert conn.execute("PRAGMA auto_vacuum").fetchone() == (2,)  # incremental
+            conn.executemany(
+                "INSERT INTO events (run, series_uid, kind, detail, at) VALUES (0, ?, 3, ?, 0)",
+                [(f"1.2.{i}", "x" * 500) for i in range(2000)],
+            )
+            conn.execute("DELETE FROM events WHERE detail = ?", ("x" * 500,))
+            assert conn.execute("PRAGMA freelist_count").fetchone()[0] > 100
+            ledger.begin_run("r9", "full", "2026-12-06T00:00:00+00:00")
+            ledger.finish_run("r9", exit_code=0, counts={}, watermark_before=None)
+            assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
