@@ -164,10 +164,15 @@ def _admits_sql(scope: PlanScope) -> tuple[str, dict[str, str]]:
 def held_columns(
     conn: sqlite3.Connection, outside: Iterable[SeriesRecord], scope: PlanScope
 ) -> Any:
-    """The rows :func:`held_slice` reads, as :class:`mirror.sync.columnar.HeldColumns`:
-    one scan fetched in batches (four small columns; no object per row beyond the batch in
-    hand), and the guards' counts summed in SQL. ``outside``: the listed series outside
-    fully listed collections (joined by UID, as ``held_slice`` does)."""
+    """The rows :func:`held_slice` reads, as :class:`mirror.sync.columnar.HeldColumns`,
+    and the guards' counts summed in SQL. ``outside``: the listed series outside fully
+    listed collections (joined by UID, as ``held_slice`` does).
+
+    SQLite has no columnar interface, and a tuple of Python objects per row was half of a
+    million-series ``--full``; so each batch of rows (in key order, from where the last
+    one stopped) comes back as one string that Arrow splits into the columns: 3.9 s ->
+    2.3 s for 1.04M rows.
+    """
     import pyarrow as pa
 
     from mirror.sync.columnar import ADMITTED, HELD_COLUMNS, LISTED, HeldColumns
@@ -179,29 +184,44 @@ def held_columns(
         f"(CASE WHEN {_LISTED_SQL} THEN {LISTED} ELSE 0 END)"
         f" + (CASE WHEN {admits} THEN {ADMITTED} ELSE 0 END)"
     )
-    types = (pa.string(), pa.string(), pa.int8(), pa.int8())
-    schema = pa.schema(list(zip(HELD_COLUMNS, types, strict=True)))
-    cursor = conn.execute(
-        f"SELECT series_uid, {_FP_SQL}, {_CODE_SQL}, {flags} FROM series"  # noqa: S608
-        f" WHERE {_LISTED_SQL} OR series_uid IN (SELECT uid FROM temp.listed_uids)"
-        f" OR {PENDING_SQL}",
-        params,
+    # uid US fingerprint US code flags (one digit each); rows joined by RS. Neither
+    # separator can occur in a UID, a date or a version token.
+    line = f"series_uid || char(31) || {_FP_SQL} || char(31) || ({_CODE_SQL}) || ({flags})"
+    batch = (
+        f"SELECT max(uid), group_concat(line, char(30)) FROM (SELECT series_uid AS uid,"  # noqa: S608
+        f" {line} AS line FROM series WHERE series_uid > :after AND ({_LISTED_SQL}"
+        f" OR series_uid IN (SELECT uid FROM temp.listed_uids) OR {PENDING_SQL})"
+        f" ORDER BY series_uid LIMIT {_BATCH:d})"
     )
+    params["after"] = ""
     batches = []
-    while rows := cursor.fetchmany(_BATCH):
-        columns = zip(*rows, strict=True)
-        arrays = [pa.array(c, t) for c, t in zip(columns, types, strict=True)]
-        batches.append(pa.record_batch(arrays, schema=schema))
+    while (row := conn.execute(batch, params).fetchone())[0] is not None:
+        params["after"] = row[0]
+        batches.append(_split_rows(row[1], HELD_COLUMNS))
     counts = conn.execute(
         "SELECT collection, sum(state <> 'withdrawn'),"  # noqa: S608
         " sum(state = 'withdrawn' AND n_instances > 0) FROM series"
         f" WHERE {_LISTED_SQL} AND {admits} GROUP BY collection",
         params,
     )
+    schema = pa.schema(list(zip(HELD_COLUMNS, (pa.string(), pa.string(), pa.int8(), pa.int8()),
+                                strict=True)))  # fmt: skip
     return HeldColumns(
         pa.Table.from_batches(batches, schema=schema),
         {c: (int(n), int(g)) for c, n, g in counts if n or g},
     )
+
+
+def _split_rows(text: str, names: Sequence[str]) -> Any:
+    """``uid US fp US <code digit><flags digit>`` rows joined by RS -> a record batch."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    parts = pc.split_pattern(pc.split_pattern(pa.array([text]), "\x1e").flatten(), "\x1f")
+    tail = pc.list_element(parts, 2)
+    digit = [pc.utf8_slice_codeunits(tail, i, i + 1).cast(pa.int8()) for i in (0, 1)]
+    return pa.record_batch([pc.list_element(parts, 0), pc.list_element(parts, 1), *digit],
+                           names=list(names))  # fmt: skip
 
 
 def entries_for(conn: sqlite3.Connection, uids: Sequence[str]) -> dict[str, LedgerEntry]:
