@@ -5,13 +5,16 @@ Metadata only (nothing is downloaded). The real series catalog of NCI Imaging Da
 collection IDC hosts, a superset of TCIA's public radiology) becomes ``SeriesRecord``s, as a
 ``--full`` listing would, and goes through the code ``mirror sync`` runs on the driver:
 
-* ``first``: empty ledger, every series is new: ``Ledger.entries()`` + ``plan()``, then
-  ``mark_in_progress`` for everything (one transaction, as run.py does before submitting),
-  then ``record_committed`` for a sample (one fsynced transaction per series, as the driver
-  does per finished series); the rest of the ledger is then filled in bulk so the next
-  phases see a fully populated ledger.
-* ``unchanged``: the weekly ``--full`` reconcile when nothing changed: load the populated
-  ledger, plan the full listing again.
+* ``first``: empty ledger, every series is new: the listing table joined against the
+  ledger's columns (``Ledger.held_columns`` + ``plan_columnar``, as ``mirror sync`` plans
+  any full listing), then ``mark_in_progress`` for everything (one transaction, as run.py
+  does before submitting), then ``record_committed`` for a sample (one fsynced
+  transaction per series, as the driver does per finished series); the rest of the ledger
+  is then filled in bulk so the next phases see a fully populated ledger.
+* ``unchanged``: the weekly ``--full`` reconcile when nothing changed: the full listing as
+  an Arrow table (what a tabular source such as IDC's index gives, or a record source's
+  collections made columns one by one), one columnar join against the ledger. Its time is
+  the listing table plus the plan; its peak RSS is the whole process's.
 * ``changed_1pct``: the same with 1 % of series changed upstream (ImageCount + 1).
 * ``nightly_1pct``: a nightly incremental: ``getUpdatedSeries`` lists only the changed 1 %,
   planned against the full ledger.
@@ -108,17 +111,66 @@ def to_record(cls: Any, cols: dict[str, list[Any]], j: int, bump: bool) -> Any:
     )
 
 
+def load_table(catalog: Path, limit: int | None, changed_every: int = 0) -> Any:
+    """The catalog as the listing table a full listing gives (``Listing.table``): the
+    columns of ``listing_table.series_schema``, collections in sorted order, built with
+    Arrow compute from the Parquet file (no object per row)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from mirror.archive.listing_table import conform
+    from mirror.sync.columnar import prefer_system_allocator
+
+    prefer_system_allocator()  # as the sync driver does before a full listing
+
+    def read(name: str) -> Any:  # one catalog column, in listing order
+        column = pq.read_table(catalog, columns=[name]).column(0)
+        return column.slice(0, limit).take(order) if limit else column.take(order)
+
+    # Column by column, so the peak is the listing plus one column, not two listings.
+    collection = pq.read_table(catalog, columns=["collection_id"]).column(0)
+    n = min(limit or len(collection), len(collection))
+    order = pc.sort_indices(collection.slice(0, n))  # stable: catalog order within each
+    del collection
+    # the rows load_records bumps: every changed_every-th of the catalog
+    bump = np.asarray(order) % changed_every == 0 if changed_every else np.zeros(n, dtype=bool)
+    day = (RUN_DATE - date(1970, 1, 1)).days
+    dates = pa.array(np.full(n, day, dtype=np.int32)).cast(pa.date32())
+    size = pc.multiply(pc.fill_null(read("series_size_MB"), 0.0), 1_000_000)
+    count = pc.fill_null(read("instanceCount").cast(pa.int64()), 0)
+    columns = {
+        "image_count": pc.add(count, pa.array(bump.astype(np.int64))),
+        "file_size": pc.cast(pc.trunc(size), pa.int64()),
+        "date_released": dates,
+        "max_submission": dates,
+    }
+    for name, source in (
+        ("series_uid", "SeriesInstanceUID"),
+        ("study_uid", "StudyInstanceUID"),
+        ("patient_id", "PatientID"),
+        ("collection", "collection_id"),
+        ("modality", "Modality"),
+        ("series_description", "SeriesDescription"),
+        ("body_part", "BodyPartExamined"),
+        ("manufacturer", "Manufacturer"),
+        ("study_date", "StudyDate"),
+    ):
+        columns[name] = read(source)
+        if pa.types.is_string(columns[name].type):
+            columns[name] = pc.fill_null(columns[name], "")
+    table = conform(pa.table(columns))
+    del columns
+    pa.default_memory_pool().release_unused()
+    return table
+
+
 def rss_mb() -> float:
     import psutil
 
     gc.collect()
     return float(psutil.Process().memory_info().rss) / 2**20
-
-
-def full_scope(records: list[Any]) -> Any:
-    from mirror.sync.plan import PlanScope
-
-    return PlanScope(listed=frozenset(r.collection for r in records))
 
 
 def plan_repeated(ledger: Any, remote: list[Any], scope: Any, repeats: int) -> Any:
@@ -137,6 +189,35 @@ def plan_repeated(ledger: Any, remote: list[Any], scope: Any, repeats: int) -> A
         slice_times.append(seconds)
         del held
     return result, times, slice_times
+
+
+def columnar_repeated(ledger: Any, table: Any, scope: Any, repeats: int) -> Any:
+    """What ``mirror sync`` does after a full listing: read the ledger's columns, join."""
+    from mirror.sync.columnar import plan_columnar
+    from mirror.sync.plan import MaxDelete
+
+    times, held_times = [], []
+    result = None
+    for _ in range(repeats):
+        result = None  # the previous repeat's plan must not count in this one's peak RSS
+        gc.collect()
+        start = time.perf_counter()
+        held, seconds = timed(lambda: ledger.held_columns([], scope))
+        result = plan_columnar(
+            table, held, ledger.entries_for, scope=scope, max_delete=MaxDelete(1, True)
+        )
+        times.append(time.perf_counter() - start)
+        held_times.append(seconds)
+        del held
+    return result, times, held_times
+
+
+def table_scope(table: Any) -> Any:
+    import pyarrow.compute as pc
+
+    from mirror.sync.plan import PlanScope
+
+    return PlanScope(listed=frozenset(pc.unique(table.column("collection")).to_pylist()))
 
 
 def ledger_size_mb(path: Path) -> float:
@@ -185,18 +266,20 @@ def bulk_commit_rest(ledger_path: Path, records: list[Any]) -> None:
 def phase_first(args: argparse.Namespace, ledger_path: Path) -> dict[str, Any]:
     from mirror.sync.ledger import Ledger
 
-    records, load_s = timed(lambda: load_records(args.catalog, args.limit))
+    table, load_s = timed(lambda: load_table(args.catalog, args.limit))
     out: dict[str, Any] = {
-        "series": len(records),
+        "series": table.num_rows,
         "load_listing_s": load_s,
         "rss_listing_mb": rss_mb(),
     }
     with Ledger.open(ledger_path) as ledger:
-        the_plan, times, _ = plan_repeated(ledger, records, full_scope(records), args.repeats)
+        result, times, _ = columnar_repeated(ledger, table, table_scope(table), args.repeats)
+        the_plan = result.plan
         out["rss_after_plan_mb"] = rss_mb()
         out |= {"plan_s": median(times), "plan_samples_s": times, "counts": the_plan.counts}
         items = [(i.record, i.path) for i in the_plan.to_fetch]
-        del the_plan
+        records = [r for r, _ in items]
+        del the_plan, result, table
         _, out["mark_in_progress_s"] = timed(lambda: ledger.mark_in_progress(items, "bench-first"))
         sample = items[: args.sample]
         _, commit_s = timed(lambda: commit_each(ledger, sample))
@@ -205,6 +288,8 @@ def phase_first(args: argparse.Namespace, ledger_path: Path) -> dict[str, Any]:
             "commit_per_series_ms": 1000 * commit_s / max(1, len(sample)),
         }
     bulk_commit_rest(ledger_path, records)
+    with Ledger.open(ledger_path) as ledger:
+        ledger.compact()  # what the run's finish_run does last
     out["ledger_mb"] = ledger_size_mb(ledger_path)
     return out
 
@@ -225,16 +310,31 @@ def phase_replan(
     out: dict[str, Any] = {}
     if nightly:
         records, out["load_listing_s"] = timed(
-            lambda: load_records(args.catalog, args.limit, changed_every, only_changed=True)
-            if changed_every
-            else []
+            lambda: (
+                load_records(args.catalog, args.limit, changed_every, only_changed=True)
+                if changed_every
+                else []
+            )
         )
         scope = PlanScope()
-    else:
-        records, out["load_listing_s"] = timed(
-            lambda: load_records(args.catalog, args.limit, changed_every)
+    else:  # the full listing as a table; one columnar join (run.py's planner for it)
+        table, out["load_listing_s"] = timed(
+            lambda: load_table(args.catalog, args.limit, changed_every)
         )
-        scope = full_scope(records)
+        out |= {"series_listed": table.num_rows, "rss_listing_mb": rss_mb()}
+        ledger, out["ledger_open_s"] = timed(lambda: Ledger.open(ledger_path))
+        with ledger:
+            result, times, held_times = columnar_repeated(
+                ledger, table, table_scope(table), args.repeats
+            )
+            out["rss_after_plan_mb"] = rss_mb()
+        return out | {
+            "plan_s": median(times),
+            "plan_samples_s": times,
+            "held_columns_s": median(held_times),
+            "full_s": out["load_listing_s"] + median(times),
+            "counts": result.plan.counts,
+        }
     out |= {"series_listed": len(records), "rss_listing_mb": rss_mb()}
     ledger, out["ledger_open_s"] = timed(lambda: Ledger.open(ledger_path))
     with ledger:
@@ -454,6 +554,11 @@ def readme_rows(results: dict[str, dict[str, Any]]) -> None:
     for metric, phase in rows:
         r = results[phase]
         cell = f"{r['plan_s']:.1f} s, {r['peak_rss_mb']:.0f} MB RSS"
+        if "full_s" in r:  # the --full reconcile: listing table + columnar plan
+            cell = (
+                f"{r['full_s']:.1f} s (listing table {r['load_listing_s']:.1f} s + plan"
+                f" {r['plan_s']:.1f} s), {r['peak_rss_mb']:.0f} MB RSS"
+            )
         update_row("plan_scale", f"{metric}, {label} (s, peak RSS)", [cell, "-", "-", "-"])
     update_row(
         "plan_scale",

@@ -19,13 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mirror.errors import UsageError
-from mirror.index.discover import (
-    ZARR_FOLDER,
-    child_folders,
-    find_sidecars,
-    read_volume_rows,
-    zarr_stores,
-)
+from mirror.index.discover import ZARR_FOLDER, find_sidecars, read_volume_rows, zarr_stores
 from mirror.index.publish import (
     Pointer,
     collect_garbage,
@@ -45,6 +39,7 @@ from mirror.index.tables import (
     write_part,
 )
 from mirror.index.tasks import BatchResult, carry_part, extract_batch, read_sidecars
+from mirror.index.volumes import child_folders
 from mirror.layout import SIDECAR_NAME, SeriesSidecar
 from mirror.storage.port import Store
 
@@ -180,7 +175,7 @@ def withdrawn_series(dest: str, state_dir: str | None = None) -> frozenset[str]:
     from mirror.sync.ledger import Ledger
 
     with Ledger.open(path) as ledger:
-        return frozenset(uid for uid, e in ledger.entries().items() if e.state == "withdrawn")
+        return ledger.withdrawn_uids()
 
 
 class _Runner:

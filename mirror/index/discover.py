@@ -16,31 +16,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from mirror.errors import MirrorError, StoreError
+from mirror.index.volumes import child_folders
 from mirror.layout import RESERVED_PREFIXES, SIDECAR_NAME
 from mirror.storage.port import Store
 
 log = logging.getLogger(__name__)
 
 ZARR_FOLDER = "_zarr"  # mirror.convert.pipeline.DEFAULT_OUT_PREFIX (not imported: heavy)
-
-
-def child_folders(store: Store, prefix: str = "") -> list[str]:
-    """Names of the folders directly under ``prefix`` (one non-recursive listing).
-
-    The Store port lists recursively only, so this asks its fsspec filesystem, as the index
-    already does for copies and DuckDB; ``refresh`` skips s3fs's listing cache, which may
-    predate the sync that just ran.
-    """
-    fs, root = store.filesystem()
-    path = f"{root.rstrip('/')}/{prefix.strip('/')}" if prefix.strip("/") else root
-    try:
-        entries: list[dict[str, Any]] = fs.ls(path, detail=True, refresh=True)
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise StoreError(f"list {store.url}/{prefix}: {exc}") from exc
-    return sorted(str(e["name"]).rstrip("/").rsplit("/", 1)[-1]
-                  for e in entries if e.get("type") == "directory")
 
 
 # Listing fields that change whenever an object is rewritten (local: a new inode and mtime

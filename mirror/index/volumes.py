@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from mirror.errors import ObjectNotFound, UsageError
+from mirror.errors import ObjectNotFound, StoreError, UsageError
 from mirror.layout import check_uid, safe_component
 from mirror.storage.port import Store
 
@@ -77,11 +77,32 @@ def store_volume_rows(store: Store, prefix: str) -> list[dict[str, Any]]:
 
 
 def _store_prefixes(store: Store, out_prefix: str) -> Iterator[str]:
+    """``<out>/<Collection>/<UID>.ome.zarr`` of every store, one folder level at a time:
+    a store's name is all it takes (what is inside, its chunks, is never listed)."""
     base = check_out_prefix(out_prefix)
-    for key in store.list(base):
-        parts = key.split("/")
-        if len(parts) == 4 and parts[2].endswith(".ome.zarr") and parts[3] == MARKER:
-            yield "/".join(parts[:3])
+    for collection in child_folders(store, base):
+        for name in child_folders(store, f"{base}/{collection}"):
+            if name.endswith(".ome.zarr"):
+                yield f"{base}/{collection}/{name}"
+
+
+def child_folders(store: Store, prefix: str = "") -> list[str]:
+    """Names of the folders directly under ``prefix`` (one non-recursive listing).
+
+    The Store port lists recursively only, so this asks its fsspec filesystem, as the index
+    already does for copies and DuckDB; ``refresh`` skips s3fs's listing cache, which may
+    predate the sync that just ran.
+    """
+    fs, root = store.filesystem()
+    path = f"{root.rstrip('/')}/{prefix.strip('/')}" if prefix.strip("/") else root
+    try:
+        entries: list[dict[str, Any]] = fs.ls(path, detail=True, refresh=True)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise StoreError(f"list {store.url}/{prefix}: {exc}") from exc
+    return sorted(str(e["name"]).rstrip("/").rsplit("/", 1)[-1]
+                  for e in entries if e.get("type") == "directory")
 
 
 def _row(store: Store, prefix: str, root: dict[str, Any], stack: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
-from mirror.archive.port import HashNode, SeriesRecord
+from mirror.archive.port import HashNode
 from mirror.layout import hierarchy_md5
 from mirror.sync.plan import LedgerEntry
 
@@ -112,13 +112,13 @@ class _Walk:
             self.adopted.append((entry.series_uid, theirs))
 
 
-def without_hierarchy(unchanged: Sequence[SeriesRecord]) -> tuple[bool, str]:
-    """What ``--full`` can and cannot see when the source offers no MD5 hierarchy:
-    (worth a warning, message). A record with a version token (IDC's ``crdc_series_uuid``)
-    changes token whenever its content changes, so reconciling the whole listing, as
-    ``--full`` does, already finds it; the MD5 hierarchy is an NBIA feature for NBIA's
-    series, which carry none."""
-    blind = sum(1 for r in unchanged if not r.version_token)
+def without_hierarchy(unchanged: int, blind: int) -> tuple[bool, str]:
+    """What ``--full`` can and cannot see when the source offers no MD5 hierarchy, given
+    how many held series the listing calls unchanged and how many of those carry no version
+    token: (worth a warning, message). A record with a version token (IDC's
+    ``crdc_series_uuid``) changes token whenever its content changes, so reconciling the
+    whole listing, as ``--full`` does, already finds it; the MD5 hierarchy is an NBIA
+    feature for NBIA's series, which carry none."""
     if not unchanged:
         return False, "--full: no held series is unchanged in the listing; nothing to re-check"
     if not blind:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -131,6 +132,75 @@ SERIES_COMPACT: Step = (
     "INSERT OR IGNORE INTO collections (name) SELECT DISTINCT collection FROM series",
 )
 
+# What an events row records (``events.kind`` is the index). "added" and "unchanged" are no
+# longer written (version 5): ``first_seen_run`` says the first, the run's counts the second.
+EVENT_KINDS = ("added", "updated", "unchanged", "failed", "withdrawn", "reconciled",
+               "verify_failed")  # fmt: skip
+_EVENT_CODE = " ".join(f"WHEN '{k}' THEN {i}" for i, k in enumerate(EVENT_KINDS))
+_EPOCH_SQL = "coalesce(CAST(strftime('%s', {}) AS INTEGER), 0)"
+_RUN_SQL = "coalesce((SELECT id FROM run_names WHERE run_names.run_id = {}), 0)"
+# Version 5 makes the history compact (issue 13: the events table was half of a million-series
+# ledger): runs are numbered once in ``run_names`` and rows carry the number; times are epoch
+# seconds; the per-series "added" and "unchanged" events go (see EVENT_KINDS), and so does an
+# "updated" in the run that first saw the series (its first fetch).
+HISTORY_COMPACT: Step = (
+    "CREATE TABLE run_names (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL UNIQUE)",
+    "INSERT OR IGNORE INTO run_names (run_id) SELECT run_id FROM runs"
+    " UNION SELECT first_seen_run FROM series UNION SELECT last_changed_run FROM series"
+    " UNION SELECT run_id FROM events",
+    """CREATE TABLE events_v5 (
+    id INTEGER PRIMARY KEY,
+    run INTEGER NOT NULL,
+    series_uid TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    at INTEGER NOT NULL
+)""",
+    "INSERT INTO events_v5 (run, series_uid, kind, detail, at) SELECT"  # noqa: S608
+    f" {_RUN_SQL.format('e.run_id')}, e.series_uid, CASE e.event {_EVENT_CODE} ELSE 0 END,"
+    f" e.detail, {_EPOCH_SQL.format('e.at')} FROM events AS e"
+    " WHERE e.event NOT IN ('added', 'unchanged') AND NOT (e.event = 'updated' AND e.run_id ="
+    " coalesce((SELECT first_seen_run FROM series WHERE series_uid = e.series_uid), ''))"
+    " ORDER BY e.id",
+    "DROP TABLE events",
+    "ALTER TABLE events_v5 RENAME TO events",
+    """CREATE TABLE series_v5 (
+    series_uid TEXT NOT NULL PRIMARY KEY,
+    collection TEXT NOT NULL,
+    patient_id TEXT NOT NULL,
+    study_uid TEXT NOT NULL,
+    modality TEXT NOT NULL DEFAULT '',
+    path TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL CHECK (state IN
+        ('planned', 'in_progress', 'present', 'failed', 'withdrawn')),
+    fp_image_count INTEGER NOT NULL DEFAULT 0,
+    fp_file_size INTEGER NOT NULL DEFAULT 0,
+    fp_max_submission TEXT NOT NULL DEFAULT '',
+    fp_date_released TEXT NOT NULL DEFAULT '',
+    content_hash TEXT NOT NULL DEFAULT '',
+    series_version INTEGER NOT NULL DEFAULT 0,
+    n_instances INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error_class TEXT NOT NULL DEFAULT '',
+    last_error TEXT NOT NULL DEFAULT '',
+    first_seen_run INTEGER NOT NULL DEFAULT 0,
+    last_changed_run INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL,
+    md5_hierarchy TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID""",
+    f"INSERT INTO series_v5 ({_SERIES_COLUMNS}, source) SELECT"  # noqa: S608
+    " series_uid, collection, patient_id, study_uid, modality, path, state, fp_image_count,"
+    " fp_file_size, fp_max_submission, fp_date_released, content_hash, series_version,"
+    " n_instances, bytes, attempts, last_error_class, last_error,"
+    f" {_RUN_SQL.format('first_seen_run')}, {_RUN_SQL.format('last_changed_run')},"
+    f" {_EPOCH_SQL.format('updated_at')}, md5_hierarchy, source FROM series ORDER BY series_uid",
+    "DROP TABLE series",
+    "ALTER TABLE series_v5 RENAME TO series",
+    f"CREATE INDEX series_pending ON series (state) WHERE {PENDING_SQL}",
+)
+
 # MIGRATIONS[i] takes a ledger from version i + 1 to i + 2 (mirror.sync.migrate). Adding a
 # column is one entry: ("ALTER TABLE series ADD COLUMN name TEXT NOT NULL DEFAULT ''",).
 MIGRATIONS: tuple[Step, ...] = (
@@ -140,15 +210,20 @@ MIGRATIONS: tuple[Step, ...] = (
     SERIES_COMPACT,
     # 4: which source served the held copy ('nbia', 'idc'; '' = before sources existed)
     ("ALTER TABLE series ADD COLUMN source TEXT NOT NULL DEFAULT ''",),
+    # 5: compact history: numbered runs, epoch times, no per-series routine events (issue 13)
+    HISTORY_COMPACT,
 )
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
-_COMPACT_VERSION = 3  # a ledger upgraded across it is vacuumed once to give the space back
+# A ledger upgraded across a rebuild (versions 3 and 5) is vacuumed once to give the space back.
+_COMPACT_VERSION = 5
 
 
 def _vacuum(conn: sqlite3.Connection, target: Path) -> None:
-    """Give back the pages the version-3 rebuild freed (once). Another process holding the
+    """Give back the pages a rebuild step freed (once). Another process holding the
     ledger open only postpones that: the space stays free inside the file, nothing is lost."""
     try:
+        # From here on the file can give free pages back without a full VACUUM (compact()).
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("VACUUM")
     except sqlite3.OperationalError as exc:
         log.warning("ledger %s upgraded but not compacted yet (%s)", target, exc)
@@ -247,12 +322,26 @@ class Ledger:
         """The rows ``plan_slice`` reads for this listing, queried in place."""
         return ledger_read.held_slice(self._conn, remote, scope)
 
+    def held_columns(self, outside: Iterable[SeriesRecord], scope: PlanScope) -> Any:
+        """The rows ``held_slice`` reads, as the Arrow table the columnar plan joins
+        (``outside``: listed series outside the fully listed collections)."""
+        return ledger_read.held_columns(self._conn, outside, scope)
+
+    def entries_for(self, uids: Sequence[str]) -> dict[str, LedgerEntry]:
+        """Whole rows of the given series (those absent from the ledger are left out)."""
+        return ledger_read.entries_for(self._conn, uids)
+
     def entry(self, series_uid: str) -> LedgerEntry | None:
         row = self._conn.execute(
             f"SELECT {ENTRY_COLUMNS} FROM series WHERE series_uid = ?",  # noqa: S608
             (series_uid,),
         ).fetchone()
         return to_entry(row) if row else None
+
+    def withdrawn_uids(self) -> frozenset[str]:
+        """Series withdrawn upstream (one column of the matching rows, not every entry)."""
+        rows = self._conn.execute("SELECT series_uid FROM series WHERE state = 'withdrawn'")
+        return frozenset(row[0] for row in rows)
 
     def counts_by_state(self) -> dict[str, int]:
         rows = self._conn.execute("SELECT state, count(*) FROM series GROUP BY state")
@@ -294,11 +383,21 @@ class Ledger:
         return RunRow(run_id, started, finished, mode, code, before, after, json.loads(counts))
 
     def events(self, series_uid: str) -> list[tuple[str, str, str]]:
+        """``(run_id, event, detail)`` of one series, oldest first: "added" in the run that
+        first saw it, then what the ledger keeps per series (every change after that run,
+        failures, withdrawals, reconciliations, verify findings; not the re-fetches that
+        found the same content, which only the runs' counts keep)."""
+        added = self._conn.execute(
+            "SELECT run_id, 'added', '' FROM series JOIN run_names ON run_names.id = first_seen_run"
+            " WHERE series_uid = ?",
+            (series_uid,),
+        ).fetchall()
         rows = self._conn.execute(
-            "SELECT run_id, event, detail FROM events WHERE series_uid = ? ORDER BY id",
+            "SELECT run_id, kind, detail FROM events JOIN run_names ON run_names.id = run"
+            " WHERE series_uid = ? ORDER BY events.id",
             (series_uid,),
         )
-        return [(r[0], r[1], r[2]) for r in rows]
+        return [(r[0], r[1], r[2]) for r in added] + [(r[0], EVENT_KINDS[r[1]], r[2]) for r in rows]
 
     # --- runs ----------------------------------------------------------------------------
 
@@ -341,7 +440,19 @@ class Ledger:
                     run_id,
                 ),
             )
+        self.compact()
         return advanced if names else None
+
+    def compact(self) -> None:
+        """Give the file's free pages back (rows that grew moved; a run frees thousands of
+        pages at scale). Cheap: it touches only free pages; a ledger made before it could
+        (``auto_vacuum`` off) is left as it is. A busy ledger just waits for the next run."""
+        try:
+            # executescript steps it to the end (execute() frees one page per call)
+            self._conn.executescript("PRAGMA incremental_vacuum;")
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.OperationalError as exc:
+            log.info("ledger %s not compacted this time (%s)", self.path, exc)
 
     def remember_collections(self, names: Iterable[str]) -> None:
         """Make selected collections 'mirrored' even before their first series lands."""
@@ -354,10 +465,11 @@ class Ledger:
 
     def mark_in_progress(self, items: Iterable[tuple[SeriesRecord, str]], run_id: str) -> None:
         """Before submit: attempts += 1, state = in_progress (a crash leaves it for retry)."""
-        now = utcnow()
+        now = _epoch()
         with self._tx() as tx:
+            ref = _run_ref(tx, run_id)
             for record, path in items:
-                _insert_if_absent(tx, record, path, run_id, now)
+                _insert_if_absent(tx, record, path, ref, now)
                 tx.execute(
                     "UPDATE series SET state = CASE WHEN state = 'present' THEN 'present'"
                     " ELSE 'in_progress' END, attempts = attempts + 1, updated_at = ?"
@@ -368,13 +480,21 @@ class Ledger:
     def record_committed(
         self, record: SeriesRecord, sidecar: SeriesSidecar, run_id: str, *, changed: bool
     ) -> None:
-        now = utcnow()
+        now = _epoch()
         fp = record.fingerprint
         with self._tx() as tx:
-            _insert_if_absent(tx, record, sidecar.path, run_id, now)
+            ref = _run_ref(tx, run_id)
+            _insert_if_absent(tx, record, sidecar.path, ref, now)
+            first_seen = tx.execute(
+                "SELECT first_seen_run FROM series WHERE series_uid = ?", (record.series_uid,)
+            ).fetchone()[0]
             tx.execute(
-                "UPDATE series SET state = 'present', path = ?, modality = ?, patient_id = ?,"
-                " study_uid = ?, fp_image_count = ?, fp_file_size = ?, fp_max_submission = ?,"
+                # The path is stored compact in the same write (no grow-then-shrink churn):
+                # '' when it is the default layout of the row's collection and new fields.
+                "UPDATE series SET state = 'present', path = CASE WHEN ? = collection || '/'"
+                " || ? || '/' || ? || '/' || series_uid THEN '' ELSE ? END, modality = ?,"
+                " patient_id = ?, study_uid = ?, source = ?,"
+                " fp_image_count = ?, fp_file_size = ?, fp_max_submission = ?,"
                 " fp_date_released = ?, content_hash = ?, series_version = ?,"
                 " n_instances = ?, bytes = ?, attempts = 0, last_error_class = '',"
                 " last_error = '', updated_at = ?, md5_hierarchy = ?,"
@@ -382,9 +502,13 @@ class Ledger:
                 " WHERE series_uid = ?",
                 (
                     sidecar.path,
+                    record.patient_id,
+                    record.study_uid,
+                    sidecar.path,
                     record.modality,
                     record.patient_id,
                     record.study_uid,
+                    record.source or "nbia",
                     *fp,
                     sidecar.content_hash,
                     sidecar.series_version,
@@ -393,29 +517,27 @@ class Ledger:
                     now,
                     sidecar.md5_hierarchy,
                     changed,
-                    run_id,
+                    ref,
                     record.series_uid,
                 ),
             )
-            _compact_path(tx, record.series_uid)
-            _set_source(tx, record.series_uid, record.source)
-            _event(
-                tx, run_id, record.series_uid, "updated" if changed else "unchanged", "", now=now
-            )
+            if changed and first_seen != ref:  # a first fetch is the "added" of its run
+                _event(tx, ref, record.series_uid, "updated", "", now=now)
 
     def record_failed(
         self, record: SeriesRecord, path: str, run_id: str, error_class: str, message: str
     ) -> None:
-        now = utcnow()
+        now = _epoch()
         with self._tx() as tx:
-            _insert_if_absent(tx, record, path, run_id, now)
+            ref = _run_ref(tx, run_id)
+            _insert_if_absent(tx, record, path, ref, now)
             tx.execute(
                 "UPDATE series SET state = 'failed', last_error_class = ?, last_error = ?,"
                 " updated_at = ? WHERE series_uid = ?",
                 (error_class, message[:2000], now, record.series_uid),
             )
             _event(
-                tx, run_id, record.series_uid, "failed", f"{error_class}: {message}"[:2000], now=now
+                tx, ref, record.series_uid, "failed", f"{error_class}: {message}"[:2000], now=now
             )
 
     def record_withdrawn(
@@ -423,21 +545,23 @@ class Ledger:
     ) -> None:
         """``gone``: the folder left the mirror (attic), so nothing is held any more; a
         tombstone keeps its counts and a later ``--delete`` moves it."""
-        now = utcnow()
+        now = _epoch()
         with self._tx() as tx:
+            ref = _run_ref(tx, run_id)
             tx.execute(
                 "UPDATE series SET state = 'withdrawn', last_changed_run = ?, updated_at = ?,"
                 " n_instances = CASE WHEN ? THEN 0 ELSE n_instances END,"
                 " bytes = CASE WHEN ? THEN 0 ELSE bytes END"
                 " WHERE series_uid = ?",
-                (run_id, now, gone, gone, series_uid),
+                (ref, now, gone, gone, series_uid),
             )
-            _event(tx, run_id, series_uid, "withdrawn", detail, now=now)
+            _event(tx, ref, series_uid, "withdrawn", detail, now=now)
 
     def record_reconciled(self, sidecar: SeriesSidecar, run_id: str, *, changed: bool) -> None:
         """A committed series an earlier run never recorded: take it from its sidecar."""
-        now = utcnow()
+        now = _epoch()
         with self._tx() as tx:
+            ref = _run_ref(tx, run_id)
             tx.execute(
                 "UPDATE series SET state = 'present', path = ?, modality = ?,"
                 " fp_image_count = ?, fp_file_size = ?, fp_max_submission = ?,"
@@ -457,13 +581,13 @@ class Ledger:
                     now,
                     sidecar.md5_hierarchy,
                     changed,
-                    run_id,
+                    ref,
                     sidecar.series_uid,
                 ),
             )
             _compact_path(tx, sidecar.series_uid)
             _set_source(tx, sidecar.series_uid, str(sidecar.extra.get("source", "")))
-            _event(tx, run_id, sidecar.series_uid, "reconciled", f"committed by {sidecar.run_id}",
+            _event(tx, ref, sidecar.series_uid, "reconciled", f"committed by {sidecar.run_id}",
                    now=now)  # fmt: skip
 
     def set_md5_hierarchy(self, series_uid: str, value: str) -> None:
@@ -475,20 +599,22 @@ class Ledger:
 
     def mark_broken(self, series_uid: str, run_id: str, detail: str) -> None:
         """``verify`` found it damaged: the next sync fetches it again."""
-        now = utcnow()
+        now = _epoch()
         with self._tx() as tx:
+            ref = _run_ref(tx, run_id)
             tx.execute(
                 "UPDATE series SET state = 'failed', last_error_class = 'VerifyFailed',"
                 " last_error = ?, updated_at = ? WHERE series_uid = ?",
                 (detail, now, series_uid),
             )
-            _event(tx, run_id, series_uid, "verify_failed", detail, now=now)
+            _event(tx, ref, series_uid, "verify_failed", detail, now=now)
 
     def upsert_from_sidecar(self, sidecar: SeriesSidecar) -> None:
         """``ledger rebuild``: a sidecar in the destination proves a present series."""
-        now = utcnow()
+        now = _epoch()
         fp = sidecar.fingerprint
         with self._tx() as tx:
+            ref = _run_ref(tx, sidecar.run_id)
             tx.execute(
                 "INSERT OR REPLACE INTO series (series_uid, collection, patient_id, study_uid,"
                 " modality, path, state, fp_image_count, fp_file_size, fp_max_submission,"
@@ -501,19 +627,24 @@ class Ledger:
                     sidecar.patient_id,
                     sidecar.study_uid,
                     sidecar.modality,
-                    sidecar.path,
+                    _stored_path(
+                        sidecar.path,
+                        sidecar.collection,
+                        sidecar.patient_id,
+                        sidecar.study_uid,
+                        sidecar.series_uid,
+                    ),
                     *fp,
                     sidecar.content_hash,
                     sidecar.series_version,
                     sidecar.image_count,
                     sidecar.total_size,
-                    sidecar.run_id,
-                    sidecar.run_id,
+                    ref,
+                    ref,
                     now,
                     sidecar.md5_hierarchy,
                 ),
             )
-            _compact_path(tx, sidecar.series_uid)
             tx.execute("INSERT OR IGNORE INTO collections (name) VALUES (?)", (sidecar.collection,))
             _set_source(tx, sidecar.series_uid, str(sidecar.extra.get("source", "")))
 
@@ -525,13 +656,11 @@ class Ledger:
 
 def _set_source(tx: sqlite3.Connection, series_uid: str, source: str) -> None:
     """Which source served the held copy (no tag: NBIA, the default source)."""
-    tx.execute(
-        "UPDATE series SET source = ? WHERE series_uid = ?", (source or "nbia", series_uid)
-    )
+    tx.execute("UPDATE series SET source = ? WHERE series_uid = ?", (source or "nbia", series_uid))
 
 
 def _insert_if_absent(
-    tx: sqlite3.Connection, record: SeriesRecord, path: str, run_id: str, now: str
+    tx: sqlite3.Connection, record: SeriesRecord, path: str, ref: int, now: int
 ) -> None:
     # The fingerprint columns stay empty until the series is committed: a crash between
     # submit and commit must not make the next plan think the series is unchanged.
@@ -545,16 +674,24 @@ def _insert_if_absent(
             record.patient_id,
             record.study_uid,
             record.modality,
-            path,
-            run_id,
-            run_id,
+            _stored_path(
+                path, record.collection, record.patient_id, record.study_uid, record.series_uid
+            ),
+            ref,
+            ref,
             now,
         ),
     )
     if cur.rowcount:
-        _compact_path(tx, record.series_uid)
         tx.execute("INSERT OR IGNORE INTO collections (name) VALUES (?)", (record.collection,))
-        _event(tx, run_id, record.series_uid, "added", "", now=now)
+        # No "added" event: ``first_seen_run`` says it (``Ledger.events`` gives it back), and
+        # a million of them were half the ledger.
+
+
+def _stored_path(path: str, collection: str, patient_id: str, study_uid: str, uid: str) -> str:
+    """What the ``path`` column holds: '' for the default layout of the row's own fields
+    (``DEFAULT_PATH_SQL`` reads it back), else the path."""
+    return "" if path == f"{collection}/{patient_id}/{study_uid}/{uid}" else path
 
 
 def _compact_path(tx: sqlite3.Connection, uid: str) -> None:
@@ -567,9 +704,20 @@ def _compact_path(tx: sqlite3.Connection, uid: str) -> None:
 
 
 def _event(
-    tx: sqlite3.Connection, run_id: str, uid: str, event: str, detail: str, *, now: str
+    tx: sqlite3.Connection, ref: int, uid: str, event: str, detail: str, *, now: int
 ) -> None:
     tx.execute(
-        "INSERT INTO events (run_id, series_uid, event, detail, at) VALUES (?, ?, ?, ?, ?)",
-        (run_id, uid, event, detail, now),
+        "INSERT INTO events (run, series_uid, kind, detail, at) VALUES (?, ?, ?, ?, ?)",
+        (ref, uid, EVENT_KINDS.index(event), detail, now),
     )
+
+
+def _run_ref(tx: sqlite3.Connection, run_id: str) -> int:
+    """The number that stands for ``run_id`` in series and events rows (``run_names``)."""
+    tx.execute("INSERT OR IGNORE INTO run_names (run_id) VALUES (?)", (run_id,))
+    row = tx.execute("SELECT id FROM run_names WHERE run_id = ?", (run_id,)).fetchone()
+    return int(row[0])
+
+
+def _epoch() -> int:
+    return int(time.time())

@@ -12,7 +12,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
+from mirror.archive.listing_table import TabularListing, conform, records_table
 from mirror.archive.port import Archive, IndexedSource, SeriesRecord
 from mirror.config import Selection
 from mirror.errors import UsageError
@@ -23,11 +25,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Listing:
+    """What the archive listed: the fully listed collections as one table (``table``, in
+    :func:`mirror.archive.listing_table.series_schema`; None when none was), the rest (a
+    nightly's updates, pending and manifest look-ups) as ``records``. In planning order the
+    table's rows come first."""
+
     records: tuple[SeriesRecord, ...]
     scope: PlanScope
     advance: frozenset[str]  # collections whose watermark moves if the run exits 0
     watermark_before: date | None
     not_found: tuple[str, ...] = ()  # manifest UIDs the archive does not list
+    table: Any = None  # pyarrow.Table of the fully listed collections' series
 
     @property
     def collections(self) -> frozenset[str]:
@@ -52,20 +60,35 @@ def gather(
     full = full or indexed
     full_set = frozenset(c for c in targets if full or watermarks.get(c) is None)
     incremental = targets - full_set
+    table = _full_listing(archive, sorted(full_set)) if full_set else None
     records: list[SeriesRecord] = []
-    for collection in sorted(full_set):
-        records.extend(archive.series(collection))
     before = min((watermarks[c] for c in incremental), default=None)  # type: ignore[type-var]
     if incremental and before is not None:
         since = before - timedelta(days=overlap_days)
         records.extend(r for r in archive.updated_series(since) if r.collection in incremental)
     scope = _scope(selection, targets, full_set)
-    records.extend(_pending_lookups(archive, held, records, scope))
+    records.extend(_pending_lookups(archive, held, records, scope, table))
     first_wm = None if full_set else before
     # The date watermark is NBIA's ``getUpdatedSeries`` cursor: a run that read an index
     # (IDC, or auto's full NBIA listing) must not move it past changes NBIA has not shown.
     advance = frozenset() if selection.filtered or indexed else targets
-    return Listing(tuple(records), scope, advance, first_wm)
+    return Listing(tuple(records), scope, advance, first_wm, table=table)
+
+
+def _full_listing(archive: Archive, collections: list[str]) -> Any:
+    """Every series of ``collections``, one table: a tabular source's own, or each
+    collection's records made columns before the next is listed (records never pile up)."""
+    import pyarrow as pa
+
+    from mirror.sync.columnar import prefer_system_allocator
+
+    prefer_system_allocator()  # the run's first Arrow allocation that matters
+    tables = [
+        conform(archive.series_table(c)) if isinstance(archive, TabularListing)
+        else records_table(archive.series(c))
+        for c in collections
+    ]  # fmt: skip
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
 def _scope(selection: Selection, targets: frozenset[str], listed: frozenset[str]) -> PlanScope:
@@ -108,6 +131,7 @@ def _pending_lookups(
     held: Mapping[str, LedgerEntry],
     records: list[SeriesRecord],
     scope: PlanScope,
+    table: Any = None,
 ) -> list[SeriesRecord]:
     """Series left failed/in_progress that this listing did not mention: ask for each."""
     seen = {r.series_uid for r in records}
@@ -119,6 +143,12 @@ def _pending_lookups(
         and e.collection not in scope.listed
         and scope.admits(e.collection, e.patient_id, e.modality, e.series_uid)
     ]
+    if table is not None and wanted:  # listed in full under another collection
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        listed = pc.is_in(pa.array(wanted, pa.string()), value_set=table.column("series_uid"))
+        wanted = [uid for uid, hit in zip(wanted, listed.to_pylist(), strict=True) if not hit]
     found: list[SeriesRecord] = []
     for uid in sorted(wanted):
         found.extend(archive.series(series_uid=uid))

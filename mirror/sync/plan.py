@@ -6,7 +6,7 @@ No I/O here. ``sync``, ``status`` and the reports share the outcome vocabulary b
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -108,6 +108,9 @@ class SyncPlan:
     rejected: tuple[Rejected, ...] = ()
     deferred: tuple[str, ...] = ()  # pending in the ledger but not in this run's listing
     scope: PlanScope = field(default_factory=PlanScope)
+    # Unchanged series counted but not itemised (the columnar plan: no object per series
+    # that needs nothing); ``by_outcome("unchanged")`` holds only the itemised ones.
+    carried: int = 0
 
     def by_outcome(self, outcome: Outcome) -> tuple[PlanItem, ...]:
         return tuple(i for i in self.items if i.outcome == outcome)
@@ -120,6 +123,7 @@ class SyncPlan:
     def counts(self) -> dict[str, int]:
         tally = Counter(i.outcome for i in self.items)
         counts: dict[str, int] = {o: tally.get(o, 0) for o in OUTCOMES}
+        counts["unchanged"] += self.carried
         counts["rejected"] = len(self.rejected)
         return counts
 
@@ -181,7 +185,7 @@ def _admits_entry(scope: PlanScope, e: LedgerEntry) -> bool:
     return scope.admits(e.collection, e.patient_id, e.modality, e.series_uid)
 
 
-def _classify(
+def classify(
     record: SeriesRecord, entry: LedgerEntry | None, template: str, drifted: frozenset[str]
 ) -> PlanItem | Rejected:
     try:
@@ -287,7 +291,7 @@ def plan_slice(
         if record.series_uid in seen or not _admits_record(scope, record):
             continue
         seen.add(record.series_uid)
-        item = _classify(record, entries.get(record.series_uid), template, drifted)
+        item = classify(record, entries.get(record.series_uid), template, drifted)
         if isinstance(item, Rejected):
             rejected.append(item)
         else:
@@ -298,7 +302,7 @@ def plan_slice(
         for collection, (live, graves) in held.counts.items()
         if collection not in allow_empty
     )
-    _check_withdrawals(
+    check_withdrawals(
         sum(1 for w in withdrawn if w.collection not in allow_empty), n_held, max_delete
     )
     deferred = sorted(
@@ -318,8 +322,14 @@ def _guard_empty_counts(
     scope: PlanScope,
     allow_empty: frozenset[str],
 ) -> None:
+    guard_empty({r.collection for r in remote if _admits_record(scope, r)}, counts, allow_empty)
+
+
+def guard_empty(
+    listed_upstream: Set[str], counts: Mapping[str, tuple[int, int]], allow_empty: frozenset[str]
+) -> None:
+    """Refuse a listed collection that came back empty while the mirror holds some of it."""
     # rclone's lesson: a failed listing must never read as "everything was deleted".
-    listed_upstream = {r.collection for r in remote if _admits_record(scope, r)}
     for collection, (n_held, _) in sorted(counts.items()):
         if n_held and collection not in listed_upstream and collection not in allow_empty:
             raise SafetyAbort(
@@ -329,7 +339,7 @@ def _guard_empty_counts(
             )
 
 
-def _check_withdrawals(n_withdrawn: int, n_held: int, max_delete: MaxDelete) -> None:
+def check_withdrawals(n_withdrawn: int, n_held: int, max_delete: MaxDelete) -> None:
     limit = max_delete.limit(n_held)
     if n_withdrawn > limit:
         raise SafetyAbort(

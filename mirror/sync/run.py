@@ -7,6 +7,7 @@ leaves a ledger the next run can resume from.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -32,6 +33,7 @@ from mirror.errors import (
 from mirror.storage.port import Store
 from mirror.sync.adaptive import AdaptiveSettings
 from mirror.sync.audit import committed_unrecorded, held_damage, held_hashes
+from mirror.sync.columnar import plan_columnar
 from mirror.sync.engine import Engine, EngineOptions, EngineReport, make_units
 from mirror.sync.hierarchy import DriftReport, find_drift, without_hierarchy
 from mirror.sync.ledger import Ledger, utcnow
@@ -109,6 +111,20 @@ def _known_collections(ledger: Ledger) -> dict[str, date | None]:
     return known | ledger.watermarks()
 
 
+def _version_tokens(the_plan: SyncPlan, carried: Any) -> tuple[int, int]:
+    """(unchanged series, those of them listed without a version token)."""
+    records = [i.record for i in the_plan.by_outcome("unchanged") if i.record is not None]
+    unchanged, blind = len(records), sum(1 for r in records if not r.version_token)
+    if carried is not None and carried.plan.carried:
+        import pyarrow.compute as pc
+
+        tokens = carried.listing.column("version_token").take(carried.rows)
+        has = pc.fill_null(pc.greater(pc.utf8_length(tokens), 0), False)
+        unchanged += len(tokens)
+        blind += len(tokens) - int(pc.sum(has).as_py() or 0)
+    return unchanged, blind
+
+
 def expects_downloads(selection: Selection, known: Mapping[str, date | None]) -> bool:
     """A first mirror of some collection (or a manifest) will download: worth starting the
     cluster while listing. A run over held collections usually has little or nothing to
@@ -173,13 +189,13 @@ class SyncRun:
             full=cfg.full,
             overlap_days=cfg.overlap_days,
         )
-        held = ledger.held_slice(self.listing.records, self.listing.scope)
-        the_plan = self._plan(held)
-        suspect = self._damaged(the_plan)
-        if cfg.full:
-            suspect |= self._find_drift(the_plan).drifted
+        planner = self._planner(self.listing)
+        the_plan, carried = planner(frozenset())
+        suspect = self._audit(the_plan, carried)
         if suspect:
-            the_plan = self._plan(held, suspect)
+            the_plan, _ = planner(suspect)
+        # The plan holds what it needs: the listing table may go before the downloads start.
+        self.listing = dataclasses.replace(self.listing, table=None)
         log.info("plan: %s, %d bytes to fetch", the_plan.counts, the_plan.bytes_to_fetch)
         if cfg.dry_run:
             return EXIT_OK, the_plan
@@ -190,7 +206,7 @@ class SyncRun:
         self._announce()
         self._reject(the_plan)
         self._unlisted(self.listing.not_found)
-        self.tally.counts["unchanged"] += len(the_plan.by_outcome("unchanged"))
+        self.tally.counts["unchanged"] += the_plan.counts["unchanged"]
         report = self._fetch(the_plan.to_fetch)
         if report is not None and report.fatal is not None:
             return EXIT_DESTINATION, the_plan
@@ -198,6 +214,34 @@ class SyncRun:
             return EXIT_INTERRUPTED, the_plan
         self._withdraw(the_plan.by_outcome("withdrawn"))
         return (EXIT_PARTIAL if self.tally.failures else EXIT_OK), the_plan
+
+    def _planner(self, listing: Listing) -> Callable[[frozenset[str]], tuple[SyncPlan, Any]]:
+        """How this run plans (called again with the series the audits found suspect): a
+        full listing is one columnar join against the ledger's columns, whose unchanged
+        series come back as a table of UIDs (:mod:`mirror.sync.columnar`); a nightly plans
+        its few records against the rows they name (``held_slice``)."""
+        cfg, ledger = self.ctx.config, self.ctx.ledger
+        if listing.table is None:
+            held = ledger.held_slice(listing.records, listing.scope)
+            return lambda drifted: (self._plan(held, drifted), None)
+        from mirror.archive.listing_table import records_table
+
+        remote = listing.table
+        if listing.records:
+            import pyarrow as pa
+
+            remote = pa.concat_tables([remote, records_table(listing.records)])
+        columns = ledger.held_columns(listing.records, listing.scope)
+
+        def planned(drifted: frozenset[str]) -> tuple[SyncPlan, Any]:
+            result = plan_columnar(
+                remote, columns, ledger.entries_for, scope=listing.scope,
+                max_delete=cfg.max_delete, template=cfg.layout, delete=cfg.delete,
+                drifted=drifted, allow_empty=frozenset(cfg.allow_empty),
+            )  # fmt: skip
+            return result.plan, result
+
+        return planned
 
     def _plan(self, held: HeldSlice, drifted: frozenset[str] = frozenset()) -> SyncPlan:
         cfg, listing = self.ctx.config, self.listing
@@ -213,45 +257,75 @@ class SyncRun:
             allow_empty=frozenset(cfg.allow_empty),
         )
 
-    def _find_drift(self, the_plan: SyncPlan) -> DriftReport:
-        """``--full``: ask the archive's MD5 hierarchy about every series the listing calls
-        unchanged (top-down, so an unchanged collection costs one request)."""
+    def _audit(self, the_plan: SyncPlan, carried: Any) -> frozenset[str]:
+        """Series the listing calls unchanged that must be fetched again all the same: held
+        copies damaged on local disk, and (``--full``) content the archive's MD5 hierarchy
+        says changed. The unchanged series are read from the ledger a few collections at a
+        time (``carried``: the columnar plan's table of them), never all at once."""
+        local = self.ctx.store.capabilities.local
         archive = self.ctx.archive
-        unchanged = [i.held for i in the_plan.by_outcome("unchanged") if i.held is not None]
-        if not isinstance(archive, HashedArchive):
-            records = [i.record for i in the_plan.by_outcome("unchanged") if i.record]
-            warn, message = without_hierarchy(records)
+        hashed = archive if isinstance(archive, HashedArchive) else None
+        drift = self.ctx.config.full and hashed is not None
+        if self.ctx.config.full and not drift:
+            warn, message = without_hierarchy(*_version_tokens(the_plan, carried))
             log.log(logging.WARNING if warn else logging.INFO, message)
-            return DriftReport(frozenset(), frozenset(), (), 0)
-        self.drift = find_drift(archive.hierarchy_md5, unchanged, self._candidates)
+        if not (local or drift):
+            return frozenset()
+        suspect: set[str] = set()
+        reports: list[DriftReport] = []
+        for batch in self._unchanged_batches(the_plan, carried):
+            if local:
+                suspect |= self._damaged(batch)
+            if drift:
+                assert hashed is not None
+                reports.append(find_drift(hashed.hierarchy_md5, batch, self._candidates))
+        if drift:
+            suspect |= self._drift_found(merge_drift(reports)).drifted
+        return frozenset(suspect)
+
+    def _unchanged_batches(self, the_plan: SyncPlan, carried: Any) -> Iterator[list[LedgerEntry]]:
+        """The held entries of the unchanged series, whole collections per batch (the drift
+        walk hashes a collection from all its series), about AUDIT_BATCH series each."""
+        itemised = [i.held for i in the_plan.by_outcome("unchanged") if i.held is not None]
+        if itemised:
+            yield itemised
+        if carried is None or not carried.plan.carried:
+            return
+        table = carried.unchanged.sort_by("collection")
+        uids = table.column("series_uid")
+        start = 0
+        for end in _batch_ends(table.column("collection").to_pylist(), AUDIT_BATCH):
+            found = self.ctx.ledger.entries_for(uids.slice(start, end - start).to_pylist())
+            yield list(found.values())
+            start = end
+
+    def _drift_found(self, report: DriftReport) -> DriftReport:
+        self.drift = report
         if not self.ctx.config.dry_run:
-            for uid, value in self.drift.adopted:
+            for uid, value in report.adopted:
                 self.ctx.ledger.set_md5_hierarchy(uid, value)
         log.info(
             "md5 hierarchy: %d requests, %d series changed without a new release",
-            self.drift.requests,
-            len(self.drift.drifted),
+            report.requests,
+            len(report.drifted),
         )
-        if self.drift.unknown:
+        if report.unknown:
             log.warning(
-                "the archive has no MD5 hierarchy for %d listed series", len(self.drift.unknown)
+                "the archive has no MD5 hierarchy for %d listed series", len(report.unknown)
             )
-        return self.drift
+        return report
 
-    def _damaged(self, the_plan: SyncPlan) -> frozenset[str]:
-        """Series the listing calls unchanged whose files on local disk are not as their
-        sidecar says (missing, other size, strays): fetch them again, which repairs them.
-        Object stores are left to ``verify``: their objects are put whole, with their MD5."""
-        if not self.ctx.store.capabilities.local:
-            return frozenset()
-        unchanged = [i.held for i in the_plan.by_outcome("unchanged") if i.held is not None]
+    def _damaged(self, unchanged: Sequence[LedgerEntry]) -> set[str]:
+        """Held copies on local disk that are not as their sidecar says (missing, other
+        size, strays): fetching them again repairs them. Object stores are left to
+        ``verify``: their objects are put whole, with their MD5."""
         with ThreadPoolExecutor(max_workers=8) as pool:
             found = pool.map(lambda e: (e, held_damage(self.ctx.store, e)), unchanged)
             damaged = [(e, problems) for e, problems in found if problems]
         for entry, problems in damaged:
             log.warning("series %s: held copy damaged (%s); fetching it again",
                         entry.series_uid, "; ".join(problems[:3]))  # fmt: skip
-        return frozenset(e.series_uid for e, _ in damaged)
+        return {e.series_uid for e, _ in damaged}
 
     def _candidates(self, entry: LedgerEntry) -> frozenset[str]:
         return held_hashes(self.ctx.store, entry)
@@ -523,3 +597,27 @@ class SyncRun:
         if self.reconciled:
             extra["reconciled"] = sorted(self.reconciled)
         return extra
+
+
+AUDIT_BATCH = 50_000  # unchanged series read back from the ledger per audit batch
+
+
+def _batch_ends(collections: list[str], size: int) -> Iterator[int]:
+    """End offsets of batches of a sorted collection column: whole collections, a new batch
+    once ``size`` rows are gathered."""
+    start = 0
+    for i in range(1, len(collections) + 1):
+        boundary = i == len(collections) or collections[i] != collections[i - 1]
+        if (boundary and i - start >= size) or i == len(collections):
+            yield i
+            start = i
+
+
+def merge_drift(reports: Sequence[DriftReport]) -> DriftReport:
+    """One report for walks made batch by batch (each over whole collections)."""
+    return DriftReport(
+        frozenset().union(*(r.drifted for r in reports)),
+        frozenset().union(*(r.unknown for r in reports)),
+        tuple(a for r in reports for a in r.adopted),
+        sum(r.requests for r in reports),
+    )

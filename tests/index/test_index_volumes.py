@@ -99,3 +99,18 @@ def test_volumes_come_from_root_metadata_without_listing_chunks(store, tree, mon
     assert {p.split("/")[0] for p in guarded.lists} <= {"_index"}
     zarr_ls = sorted(p.split("/_zarr", 1)[1] for p in guarded.ls_calls if "/_zarr" in p)
     assert zarr_ls == ["", *sorted({f"/{s.collection}" for s in ct})]
+
+
+def test_volume_rows_names_stores_without_listing_inside_them(store, tree):
+    """``mirror.convert.volume_rows`` (the public reader) finds stores as the index build
+    does: ``_zarr/`` and its collection folders one level each, then each root zarr.json."""
+    from mirror.convert import volume_rows
+
+    ct = [s for s in tree.values() if s.modality == "CT"][:2]
+    for sidecar in ct:
+        convert_series(store, sidecar)
+    guarded = NoChunkListing(store)
+    rows = volume_rows(guarded)  # type: ignore[arg-type]
+    assert sorted({r["series_uid"] for r in rows}) == sorted(s.series_uid for s in ct)
+    assert not guarded.lists and not guarded.finds
+    assert all(".ome.zarr" not in p for p in guarded.ls_calls)  # never inside a store

@@ -87,11 +87,27 @@ def test_unknown_upstream_series_is_reported_not_refetched() -> None:
 
 
 def test_without_a_hierarchy_only_series_without_a_version_token_are_blind() -> None:
-    idc = SeriesRecord("1.1", "1", "P", "C", version_token="u-1", source="idc")
-    nbia = SeriesRecord("1.2", "1", "P", "C", source="nbia")
-    assert without_hierarchy([idc]) == (False, without_hierarchy([idc, idc])[1])
-    assert "crdc_series_uuid" in without_hierarchy([idc])[1]
-    warn, message = without_hierarchy([idc, nbia, nbia])
+    assert without_hierarchy(1, 0) == (False, without_hierarchy(2, 0)[1])
+    assert "crdc_series_uuid" in without_hierarchy(1, 0)[1]
+    warn, message = without_hierarchy(3, 2)
     assert warn
     assert "2 listed series without a version token" in message
-    assert without_hierarchy([])[0] is False
+    assert without_hierarchy(0, 0)[0] is False
+
+
+def test_version_tokens_are_counted_from_items_and_from_the_carried_listing() -> None:
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from mirror.archive.listing_table import records_table
+    from mirror.sync.plan import PlanItem, SyncPlan
+    from mirror.sync.run import _version_tokens
+
+    idc = SeriesRecord("1.1", "1", "P", "C", version_token="u-1", source="idc")
+    nbia = SeriesRecord("1.2", "1", "P", "C", source="nbia")
+    itemised = SyncPlan((PlanItem("1.2", "unchanged", "C/P/1/1.2", nbia, None),), carried=2)
+    listing = records_table([idc, nbia, SeriesRecord("1.3", "1", "P", "C", source="nbia")])
+    carried = SimpleNamespace(plan=itemised, listing=listing, rows=np.array([0, 2]))
+    assert _version_tokens(itemised, None) == (1, 1)
+    assert _version_tokens(itemised, carried) == (3, 2)  # rows 0 (token) and 2 (none)
