@@ -45,7 +45,7 @@ def gather(
 ) -> Listing:
     if selection.manifest_uids is not None:
         return _from_manifest(archive, selection)
-    targets = _targets(archive, held, watermarks, selection)
+    targets, unverified = _targets(archive, held, watermarks, selection)
     # A source listed from a local index (IDC's release) is reconciled in full every run:
     # free, and its withdrawals are then always seen; the release is its watermark.
     indexed = isinstance(archive, IndexedSource)
@@ -54,7 +54,11 @@ def gather(
     incremental = targets - full_set
     records: list[SeriesRecord] = []
     for collection in sorted(full_set):
-        records.extend(archive.series(collection))
+        found = archive.series(collection)
+        if not found and collection in unverified:
+            # An unknown name lists empty: only then is the collection list worth a request.
+            _check_known(archive, [collection])
+        records.extend(found)
     before = min((watermarks[c] for c in incremental), default=None)  # type: ignore[type-var]
     if incremental and before is not None:
         since = before - timedelta(days=overlap_days)
@@ -82,16 +86,16 @@ def _targets(
     held: Mapping[str, LedgerEntry],
     watermarks: Mapping[str, date | None],
     selection: Selection,
-) -> frozenset[str]:
+) -> tuple[frozenset[str], frozenset[str]]:
+    """The collections this run is about, and those of them not yet proven to exist (named
+    on the command line, never mirrored): checked if their listing comes back empty."""
     mirrored = set(watermarks) | {e.collection for e in held.values()}
     if not selection.collections:
         if mirrored:
-            return frozenset(mirrored)
-        return frozenset(c.name for c in archive.collections())
-    unknown = [c for c in selection.collections if c not in mirrored]
-    if unknown:
-        _check_known(archive, unknown)
-    return frozenset(selection.collections)
+            return frozenset(mirrored), frozenset()
+        return frozenset(c.name for c in archive.collections()), frozenset()
+    unknown = frozenset(c for c in selection.collections if c not in mirrored)
+    return frozenset(selection.collections), unknown
 
 
 def _check_known(archive: Archive, names: Iterable[str]) -> None:
