@@ -534,21 +534,9 @@ def _print_demo(result: Any) -> None:
         console.print(f"  {cmd}")
 
 
-def _quiet_dask() -> None:
-    # distributed sets its own loggers to INFO when first imported (after our logging
-    # setup); keep them at WARNING unless the user asked for -vv.
-    import logging
-
-    import distributed  # noqa: F401 - imported for its logging side effect
-
-    if logging.getLogger("mirror").getEffectiveLevel() > logging.DEBUG:
-        logging.getLogger("distributed").setLevel(logging.WARNING)
-
-
 @contextmanager
 def _progress_display(quiet: bool) -> Iterator[ProgressFn | None]:
     """A rich bar on a terminal; plain log-friendly lines otherwise."""
-    _quiet_dask()
     # -q raises the "mirror" logger to ERROR: cron wants only errors and the summary line.
     if quiet or logging.getLogger("mirror").getEffectiveLevel() > logging.INFO:
         yield None

@@ -53,14 +53,14 @@ def gather(
 ) -> Listing:
     if selection.manifest_uids is not None:
         return _from_manifest(archive, selection)
-    targets = _targets(archive, held, watermarks, selection)
+    targets, unverified = _targets(archive, held, watermarks, selection)
     # A source listed from a local index (IDC's release) is reconciled in full every run:
     # free, and its withdrawals are then always seen; the release is its watermark.
     indexed = isinstance(archive, IndexedSource)
     full = full or indexed
     full_set = frozenset(c for c in targets if full or watermarks.get(c) is None)
     incremental = targets - full_set
-    table = _full_listing(archive, sorted(full_set)) if full_set else None
+    table = _full_listing(archive, sorted(full_set), unverified) if full_set else None
     records: list[SeriesRecord] = []
     before = min((watermarks[c] for c in incremental), default=None)  # type: ignore[type-var]
     if incremental and before is not None:
@@ -75,19 +75,24 @@ def gather(
     return Listing(tuple(records), scope, advance, first_wm, table=table)
 
 
-def _full_listing(archive: Archive, collections: list[str]) -> Any:
+def _full_listing(archive: Archive, collections: list[str], unverified: frozenset[str]) -> Any:
     """Every series of ``collections``, one table: a tabular source's own, or each
-    collection's records made columns before the next is listed (records never pile up)."""
+    collection's records made columns before the next is listed (records never pile up).
+    An ``unverified`` name that lists empty is checked against the archive's collections
+    (only then is that list worth a request)."""
     import pyarrow as pa
 
     from mirror.sync.columnar import prefer_system_allocator
 
     prefer_system_allocator()  # the run's first Arrow allocation that matters
-    tables = [
-        conform(archive.series_table(c)) if isinstance(archive, TabularListing)
-        else records_table(archive.series(c))
-        for c in collections
-    ]  # fmt: skip
+    tables = []
+    for c in collections:
+        if isinstance(archive, TabularListing):
+            tables.append(conform(archive.series_table(c)))
+        else:
+            tables.append(records_table(archive.series(c)))
+        if tables[-1].num_rows == 0 and c in unverified:
+            _check_known(archive, [c])
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
@@ -105,16 +110,16 @@ def _targets(
     held: Mapping[str, LedgerEntry],
     watermarks: Mapping[str, date | None],
     selection: Selection,
-) -> frozenset[str]:
+) -> tuple[frozenset[str], frozenset[str]]:
+    """The collections this run is about, and those of them not yet proven to exist (named
+    on the command line, never mirrored): checked if their listing comes back empty."""
     mirrored = set(watermarks) | {e.collection for e in held.values()}
     if not selection.collections:
         if mirrored:
-            return frozenset(mirrored)
-        return frozenset(c.name for c in archive.collections())
-    unknown = [c for c in selection.collections if c not in mirrored]
-    if unknown:
-        _check_known(archive, unknown)
-    return frozenset(selection.collections)
+            return frozenset(mirrored), frozenset()
+        return frozenset(c.name for c in archive.collections()), frozenset()
+    unknown = frozenset(c for c in selection.collections if c not in mirrored)
+    return frozenset(selection.collections), unknown
 
 
 def _check_known(archive: Archive, names: Iterable[str]) -> None:

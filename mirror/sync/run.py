@@ -180,7 +180,7 @@ class SyncRun:
         if not cfg.dry_run and expects_downloads(cfg.selection, known):
             from mirror.sync.cluster import EarlyCluster
 
-            self._early = EarlyCluster(cfg.cluster, WORKER_PRELOAD)
+            self._early = EarlyCluster(cfg.cluster, self._preload())
         self.listing = gather(
             self.ctx.archive,
             ledger.pending_entries(),
@@ -411,6 +411,15 @@ class SyncRun:
             self.cluster_info["concurrency"] = report.concurrency
         return report
 
+    def _preload(self) -> tuple[str, ...]:
+        """The task code and the modules of both adapters: the Engine's first scatter hands
+        each worker the pickled source and Store, whose classes it must import."""
+        adapters = (type(self.ctx.archive).__module__, type(self.ctx.store).__module__)
+        # Only our own modules: a worker that cannot import a preload never starts, and a
+        # library caller's adapter may live in a script (__main__) or a test module.
+        ours = (m for m in adapters if m.startswith("mirror."))
+        return tuple(dict.fromkeys((*WORKER_PRELOAD, *ours)))
+
     @contextmanager
     def _cluster(self) -> Iterator[ClusterHandle]:
         """The cluster started early for this run, or one opened now."""
@@ -418,7 +427,7 @@ class SyncRun:
 
         early, self._early = self._early, None
         if early is None:
-            with open_cluster(self.ctx.config.cluster, WORKER_PRELOAD) as handle:
+            with open_cluster(self.ctx.config.cluster, self._preload()) as handle:
                 yield handle
             return
         try:

@@ -79,3 +79,21 @@ def test_first_mirror_uses_the_early_cluster_and_a_no_op_shuts_it_down(
 
     nightly = run_sync()
     assert nightly.exit_code == 0 and spy.opened == ["early", "early"]
+
+
+def test_a_first_mirror_of_a_named_collection_lists_it_without_asking_for_all_collections(
+    run_sync: SyncFn, sim: SimArchive, archive_server: Any
+) -> None:
+    """One round trip less before the downloads start: the collection list is fetched only
+    to explain an empty listing (an unknown name)."""
+    archive_server.requests.clear()
+    first = run_sync(selection=Selection(collections=("Sim-Lung",)), dry_run=True)
+    assert first.exit_code == 0, first.error
+    paths = [r.path.rsplit("/", 1)[-1] for r in archive_server.requests]
+    assert "getSeries" in paths and "getCollectionValues" not in paths
+
+    archive_server.requests.clear()
+    unknown = run_sync(selection=Selection(collections=("Sim-Lungs",)), dry_run=True)
+    assert unknown.exit_code == 2 and "did you mean Sim-Lung?" in unknown.error
+    paths = [r.path.rsplit("/", 1)[-1] for r in archive_server.requests]
+    assert paths.count("getCollectionValues") == 1
