@@ -190,5 +190,5 @@ def test_a_tabular_source_lists_collections_as_its_own_tables() -> None:
     assert isinstance(Tabular(), TabularListing) and not isinstance(Records(), TabularListing)
     expected = rows["Col-A"] + rows["Col-B"]
     for source in (Tabular(), Records()):
-        table = _full_listing(source, ["Col-A", "Col-B"])  # type: ignore[arg-type]
+        table = _full_listing(source, ["Col-A", "Col-B"], frozenset())  # type: ignore[arg-type]
         assert table_records(table) == expected
