@@ -422,14 +422,12 @@ class SyncRun:
 
     @contextmanager
     def _cluster(self) -> Iterator[ClusterHandle]:
-        """The cluster started early for this run, or one opened now."""
-        from mirror.sync.cluster import open_cluster
+        """The cluster started early for this run, or one started now (and waited for)."""
+        from mirror.sync.cluster import EarlyCluster
 
         early, self._early = self._early, None
         if early is None:
-            with open_cluster(self.ctx.config.cluster, self._preload()) as handle:
-                yield handle
-            return
+            early = EarlyCluster(self.ctx.config.cluster, self._preload())
         try:
             yield early.handle()
         finally:
