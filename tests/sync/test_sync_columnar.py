@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from mirror.archive.listing_table import records_table, table_records
 from mirror.archive.port import SeriesRecord
@@ -20,14 +19,11 @@ from mirror.sync.columnar import ColumnarPlan, plan_columnar
 from mirror.sync.ledger import Ledger
 from mirror.sync.plan import MaxDelete, PlanScope, SyncPlan, plan
 from tests.sync.test_sync_plan_slice import (
-    LISTINGS,
-    STEPS,
-    SUBSETS,
+    PLAN_CASES,
     UIDS,
     Step,
     apply,
     record,
-    scopes,
     sidecar,
 )
 
@@ -79,15 +75,7 @@ def plan_both(
 @settings(
     max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(
-    history=st.lists(STEPS, max_size=25),
-    listing=LISTINGS,
-    scope=scopes(),
-    delete=st.booleans(),
-    allow_empty=SUBSETS,
-    max_delete=st.sampled_from([MaxDelete(v, p) for v, p in ((0, False), (1, False), (50, True))]),
-    drifted=st.frozensets(st.sampled_from(UIDS), max_size=2),
-)
+@given(**PLAN_CASES)
 def test_the_columnar_plan_gives_the_outcomes_of_the_record_planner(
     tmp_path_factory: pytest.TempPathFactory,
     history: list[Step],

@@ -121,18 +121,25 @@ def outcome(fn: object) -> SyncPlan | str:
         return f"SafetyAbort: {exc}"
 
 
+# One random planning case: a ledger history, a listing and the run's options (shared with
+# the columnar planner's oracle test).
+PLAN_CASES = {
+    "history": st.lists(STEPS, max_size=25),
+    "listing": LISTINGS,
+    "scope": scopes(),
+    "delete": st.booleans(),
+    "allow_empty": SUBSETS,
+    "max_delete": st.sampled_from(
+        [MaxDelete(v, p) for v, p in ((0, False), (1, False), (50, True))]
+    ),
+    "drifted": st.frozensets(st.sampled_from(UIDS), max_size=2),
+}
+
+
 @settings(
     max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(
-    history=st.lists(STEPS, max_size=25),
-    listing=LISTINGS,
-    scope=scopes(),
-    delete=st.booleans(),
-    allow_empty=SUBSETS,
-    max_delete=st.sampled_from([MaxDelete(v, p) for v, p in ((0, False), (1, False), (50, True))]),
-    drifted=st.frozensets(st.sampled_from(UIDS), max_size=2),
-)
+@given(**PLAN_CASES)
 def test_the_slice_plans_as_the_whole_ledger_does(
     tmp_path_factory: pytest.TempPathFactory,
     history: list[Step],
