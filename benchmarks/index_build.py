@@ -11,9 +11,9 @@ series sizes (half of all series hold one instance). Then, in one process tree:
 * scaling: an embedded LocalCluster with 1 worker process and one with 2 stay up side by
   side, and full builds alternate between them; the ratio is taken per round.
 
-Records the 1-minute load average before and after each phase (a round that starts above
-1.5 is marked). Writes ``benchmarks/results/index_build.json`` and a row in
-``benchmarks/README.md``.
+Every round waits (bounded) for a quiet machine and records the 1-minute load average before
+and after it (``_common.load_round``; a round that starts above 1.5 is marked). Writes
+``benchmarks/results/index_build.json`` and a row in ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def per_core(root: Path, paths: list[str], runs: int) -> dict[str, Any]:
     with one_core() as cpu:
         bare_scan(paths[:200])  # page cache and imports warm for both
         timed_build(root, None)
-        for _ in range(runs):
+        for _ in _common.rounds(runs, "per core"):
             out["load"].append(load())
             bare, inline = n / bare_scan(paths), n / timed_build(root, None)
             out["bare"].append(bare)
@@ -160,7 +160,7 @@ def scaling(root: Path, n: int, runs: int) -> dict[str, Any]:
     with dask_client(workers=1) as one, dask_client(workers=2) as two:
         timed_build(root, one)  # warm the workers' imports
         timed_build(root, two)
-        for _ in range(runs):
+        for _ in _common.rounds(runs, "1 vs 2 workers"):
             out["load"].append(load())
             d1, d2 = n / timed_build(root, one), n / timed_build(root, two)
             out["dask1"].append(d1)

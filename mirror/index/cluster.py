@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from mirror.config import EMBEDDED_DASK_CONFIG
+
 
 @contextmanager
 def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
@@ -28,11 +30,9 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
     import dask
 
     n = workers or min(4, os.cpu_count() or 1)
-    # The workers' statistical profiler walks every thread's stack 100 times a second under
-    # the GIL: a few per cent of a pure-Python parse, for a dashboard no one watches here.
-    # (Nannies hand this config to the worker processes they start.)
+    # Nannies hand this config to the worker processes they start.
     with (
-        dask.config.set({"distributed.worker.profile.enabled": False}),
+        dask.config.set(EMBEDDED_DASK_CONFIG),
         cluster_cls(n_workers=n, threads_per_worker=1, processes=True,
                     dashboard_address=":0", silence_logs=logging.WARNING) as cluster,
         client_cls(cluster) as client,

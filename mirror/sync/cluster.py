@@ -11,7 +11,7 @@ from typing import Any
 
 import dask
 
-from mirror.config import ClusterConfig
+from mirror.config import EMBEDDED_DASK_CONFIG, ClusterConfig
 from mirror.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -52,18 +52,12 @@ def open_cluster(config: ClusterConfig, preload: tuple[str, ...] = ()) -> Iterat
             yield _handle(client, config.kind)
         return
     processes = config.workers > 0
-    with dask.config.set(EMBEDDED_CONFIG):
+    with dask.config.set(EMBEDDED_DASK_CONFIG):
         cluster = _local_cluster(config, processes, preload)
     # closing(), not the Client's own ``with``: that sets a context variable which must be
     # reset in the same context, and EarlyCluster opens on one thread and closes on another.
     with cluster, closing(Client(cluster)) as client:  # type: ignore[no-untyped-call]
         yield _handle(client, config.kind)
-
-
-# The worker profiler samples every thread's stack 100 times a second: with 8 download
-# threads per worker that is CPU the mirror needs for hashing, and nobody reads the
-# dashboard of an embedded cluster. A cluster given by --scheduler keeps its own settings.
-EMBEDDED_CONFIG = {"distributed.worker.profile.enabled": False}
 
 
 def _local_cluster(config: ClusterConfig, processes: bool, preload: tuple[str, ...]) -> Any:

@@ -7,6 +7,7 @@ from index_tree import commit_series, make_spec
 from typer.testing import CliRunner
 
 from mirror.cli import app
+from mirror.config import EMBEDDED_DASK_CONFIG
 from mirror.index import query
 from mirror.index.build import build_index
 from mirror.index.cluster import dask_client
@@ -50,3 +51,17 @@ def test_cli_index_build_on_an_existing_scheduler(client, store, tree):
     assert result.exit_code == 0 and f"1 read, {len(tree)} carried" in result.output
     assert query(store, "SELECT count(*) FROM series WHERE collection_id = 'new'").column(0)[
         0].as_py() == 1
+
+
+def _worker_settings() -> tuple[object, ...]:
+    import dask
+
+    return tuple(dask.config.get(key) for key in EMBEDDED_DASK_CONFIG)
+
+
+def test_embedded_worker_processes_run_with_the_quiet_settings(client):
+    # The nannies must hand the settings to the worker processes they start: a profiler
+    # or a 20 ms tick left on there costs the parse its CPU (EMBEDDED_DASK_CONFIG).
+    settings = client.run(_worker_settings)
+    assert len(settings) == 2
+    assert set(settings.values()) == {tuple(EMBEDDED_DASK_CONFIG.values())}
