@@ -36,6 +36,33 @@ class ClusterHandle:
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "workers": self.workers, "threads": self.threads}
 
+    def cpu_probe(self) -> HostCpu | None:
+        """What the download window reads to see a CPU-bound run: this host's CPUs, which
+        run an embedded cluster's workers; nothing for a cluster given by --scheduler."""
+        return None if self.kind == "address" else HostCpu()
+
+
+class HostCpu:
+    """The busy fraction of this host's CPUs since the previous call (psutil, as distributed
+    itself uses). Steal time counts as busy: a VM's host took that CPU from the run."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._times = psutil.cpu_times
+        self._last = self._times()
+
+    def __call__(self) -> float | None:
+        now = self._times()
+        total = sum(now) - sum(self._last)
+        idle = _idle(now) - _idle(self._last)
+        self._last = now
+        return None if total <= 0 else max(0.0, min(1.0, 1.0 - idle / total))
+
+
+def _idle(times: Any) -> float:
+    return float(times.idle + getattr(times, "iowait", 0.0))
+
 
 @contextmanager
 def open_cluster(config: ClusterConfig, preload: tuple[str, ...] = ()) -> Iterator[ClusterHandle]:

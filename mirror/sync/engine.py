@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from mirror.archive.port import SeriesRecord, Source
 from mirror.errors import MirrorError, StoreError
 from mirror.storage.port import Store
-from mirror.sync.adaptive import AdaptiveSettings, ConcurrencyController
+from mirror.sync.adaptive import AdaptiveSettings, Busy, ConcurrencyController
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class EngineReport:
     fatal: StoreError | None = None
     stopped: bool = False
     unsubmitted: list[Any] = field(default_factory=list)  # tasks never sent (stop or fatal)
-    concurrency: dict[str, int] = field(default_factory=dict)  # adaptive: final, peak, backoffs
+    concurrency: dict[str, int] = field(default_factory=dict)  # adaptive: final, peak, backoffs, cpu_saturated
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +119,7 @@ class Engine:
         options: EngineOptions,
         unit_fn: Callable[..., list[Any]] = run_unit,
         clock: Callable[[], float] = time.monotonic,
+        busy: Busy | None = None,
     ) -> None:
         self._client = client
         self._options = options
@@ -128,7 +129,9 @@ class Engine:
         self._settings = settings
         self._semaphore = self._make_semaphore(options.max_connections)
         # One controller per engine: a retry pass starts from what the first pass learned.
-        self._control = ConcurrencyController(options.adaptive, clock) if options.adaptive else None
+        self._control = (
+            ConcurrencyController(options.adaptive, clock, busy) if options.adaptive else None
+        )
 
     def _make_semaphore(self, max_connections: int | None) -> Any:
         if not max_connections:
@@ -189,7 +192,8 @@ class Engine:
             self._cancel(flight.units)
         if control is not None:
             report.concurrency = {
-                "final": control.limit, "peak": control.peak, "backoffs": control.backoffs
+                "final": control.limit, "peak": control.peak, "backoffs": control.backoffs,
+                "cpu_saturated": control.saturations,
             }
         for unit in [*flight.units.values(), *todo]:
             report.unsubmitted.extend(unit.tasks)

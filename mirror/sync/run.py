@@ -401,6 +401,7 @@ class SyncRun:
                     drain_seconds=self.ctx.config.drain_seconds,
                     adaptive=adaptive_settings(self.slots, self.ctx.config.cluster),
                 ),
+                busy=handle.cpu_probe(),
             )
             report = self._pass(engine, todo, 1)
             retry = [self.items[uid] for uid, f in self.tally.failures.items() if f.retryable]

@@ -156,6 +156,66 @@ def test_a_saturated_link_ends_slow_start_at_the_last_window_that_paid() -> None
     assert 8 <= c.limit <= 16
 
 
+class Cpu:
+    """A scripted CPU probe: the busy fraction the next sample reads, and how often it was read."""
+
+    def __init__(self, busy: float | None) -> None:
+        self.busy = busy
+        self.reads = 0
+
+    def __call__(self) -> float | None:
+        self.reads += 1
+        return self.busy
+
+
+def busy_controller(cpu: Cpu, **kw: float) -> tuple[ConcurrencyController, Clock]:
+    clock = Clock()
+    return ConcurrencyController(AdaptiveSettings(**kw), clock, cpu), clock  # type: ignore[arg-type]
+
+
+def test_a_saturated_cpu_halves_the_window_per_sample_down_to_the_floor() -> None:
+    cpu = Cpu(0.97)
+    c, clock = busy_controller(cpu, initial=64, maximum=64, interval=1.0, busy_floor=8)
+    seen = []
+    for _ in range(5):  # 1 MB per second at every window: the CPU, not the link, is the limit
+        clock.now += 1.0
+        c.finished(MB)
+        seen.append(c.limit)
+    assert seen == [32, 16, 8, 8, 8]
+    assert c.saturations == 3 and c.backoffs == 0
+
+
+def test_after_a_saturated_sample_growth_resumes_only_on_a_gain() -> None:
+    cpu = Cpu(0.95)
+    c, clock = busy_controller(cpu, initial=32, maximum=64, interval=1.0)
+    clock.now = 1.0
+    c.finished(4 * MB)
+    assert c.limit == 16
+    cpu.busy = 0.5  # the CPU has room again, and the rate holds: no reason to grow
+    for _ in range(3):
+        clock.now += 1.0
+        c.finished(4 * MB)
+    assert c.limit == 16
+    clock.now += 1.0
+    c.finished(8 * MB)  # the rate rises: one slot more, not slow start again
+    assert c.limit == 17
+
+
+def test_the_cpu_probe_never_stops_the_blind_ramp_and_unknown_load_is_ignored() -> None:
+    cpu = Cpu(1.0)  # worker processes starting up keep the CPU busy: no evidence about downloads
+    c, clock = busy_controller(cpu, initial=4, maximum=64, interval=2.0, probe=0.25)
+    for _ in range(3):
+        clock.now += 0.25
+        c.tick()
+    assert c.limit == 32 and cpu.reads == 3
+    unknown = Cpu(None)  # a remote cluster: the driver's host says nothing about the workers
+    c, clock = busy_controller(unknown, initial=4, maximum=20, interval=1.0)
+    for second in range(1, 5):
+        clock.now = float(second)
+        c.finished(2**second * MB)
+    assert c.limit == 20 and c.saturations == 0
+
+
 def test_settings_are_validated() -> None:
     with pytest.raises(ValueError):
         AdaptiveSettings(minimum=0)
@@ -163,6 +223,8 @@ def test_settings_are_validated() -> None:
         AdaptiveSettings(minimum=8, maximum=4)
     with pytest.raises(ValueError):
         AdaptiveSettings(probe=0.0)
+    with pytest.raises(ValueError):
+        AdaptiveSettings(saturated=0.0)
     c, _ = controller(initial=100, maximum=8)
     assert c.limit == 8
 
