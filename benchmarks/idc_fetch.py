@@ -15,6 +15,10 @@ prefix, in separate processes, with:
 - ``s5cmd``: ``s5cmd --no-sign-request --endpoint-url EP run manifest`` with one
   ``cp s3://bucket/<uuid>/* dir/`` line per series, exactly as idc-index drives it, at
   s5cmd's defaults (256 workers); it checks nothing and fsyncs nothing;
+- ``s5cmd+md5``: the same s5cmd run, then ``md5sum`` over every file it wrote in one process
+  per core: the cheapest way a peer could add just the MD5 check (the ETag comparison aside)
+  to s5cmd's fetch on this host. On 2 cores shared with the S3 server this composite is
+  the ceiling for any fetch that hashes every byte;
 - ``idc-index`` 0.13.4 ``download_from_selection`` with its AWS endpoint pointed here (it
   plans from its bundled v25 index and runs s5cmd; its s5cmd child's CPU is included);
 - ``aiobotocore`` (the client-choice control): the same GETs through aiobotocore unsigned
@@ -51,8 +55,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load_round, update_row, write_result
 
 NAME = "idc_fetch"
-CONTENDERS = ("mirror-sync", "mirror", "s5cmd", "idc-index", "aiobotocore", "mirrorx")
-DEFAULT_CONTENDERS = "mirror-sync,mirror,s5cmd,idc-index,aiobotocore"
+CONTENDERS = ("mirror-sync", "mirror", "s5cmd", "s5cmd+md5", "idc-index", "aiobotocore", "mirrorx")
+DEFAULT_CONTENDERS = "mirror-sync,mirror,s5cmd,s5cmd+md5,idc-index,aiobotocore"
 _EXE = Path(sys.executable).with_name("mirror")
 _RUN_CLI = [sys.executable, "-c", "from mirror.cli import main; main()"]
 MIRROR = [str(_EXE)] if _EXE.exists() else _RUN_CLI
@@ -273,6 +277,18 @@ def run_s5cmd(index: Path, endpoint: str, dest: Path, s5cmd: str) -> dict[str, A
             "cpu_seconds": usage.ru_utime + usage.ru_stime}  # fmt: skip
 
 
+def run_s5cmd_md5(index: Path, endpoint: str, dest: Path, s5cmd: str) -> dict[str, Any]:
+    """s5cmd, then ``md5sum`` of every file it wrote, one process per core."""
+    fetched = run_s5cmd(index, endpoint, dest, s5cmd)
+    cpu_before = _cpu_children()
+    started = time.perf_counter()
+    script = 'find "$1" -type f -print0 | xargs -0 -P "$2" -n 64 md5sum > /dev/null'
+    subprocess.run(["sh", "-c", script, "sh", str(dest), str(os.cpu_count() or 1)], check=True)
+    hashing = time.perf_counter() - started
+    return {**fetched, "seconds": fetched["seconds"] + hashing, "md5_seconds": hashing,
+            "cpu_seconds": fetched["cpu_seconds"] + _cpu_children() - cpu_before}  # fmt: skip
+
+
 def run_mirror_sync(
     index: Path, endpoint: str, dest: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -368,13 +384,17 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             out[kind]["rss_before_fetch_mb"] = round(
                 max(r["rss_before_fetch_mb"] for r in rounds), 1
             )
-    for kind in ("mirror-sync", "mirror", "mirrorx", "aiobotocore", "idc-index"):
+    for kind in ("mirror-sync", "mirror", "mirrorx", "aiobotocore", "idc-index", "s5cmd+md5"):
         if kind in out and "s5cmd" in out:
             # Paired per round (run back to back): the shared host's load drifts between rounds.
             pairs = zip(runs[kind], runs["s5cmd"], strict=True)
             ratios = [s["seconds"] / m["seconds"] for m, s in pairs]
             out[kind]["ratio_to_s5cmd_per_round"] = [round(r, 2) for r in ratios]
             out[kind]["ratio_to_s5cmd"] = round(statistics.median(ratios), 2)
+    if "mirror-sync" in out and "s5cmd+md5" in out:
+        pairs = zip(runs["mirror-sync"], runs["s5cmd+md5"], strict=True)
+        ratios = [b["seconds"] / m["seconds"] for m, b in pairs]
+        out["mirror-sync"]["ratio_to_s5cmd_md5"] = round(statistics.median(ratios), 2)
     for summary in out.values():
         summary["cpu_ms_per_file"] = round(1000 * summary["cpu_seconds"] / summary["files"], 2)
     return out
@@ -449,6 +469,8 @@ def run_kind(
 ) -> dict[str, Any]:
     if kind == "s5cmd":
         return run_s5cmd(index, endpoint, dest, s5cmd)
+    if kind == "s5cmd+md5":
+        return run_s5cmd_md5(index, endpoint, dest, s5cmd)
     if kind == "mirror-sync":
         return run_mirror_sync(index, endpoint, dest, args)
     return run_python(kind, index, endpoint, dest, args)
@@ -476,12 +498,23 @@ def table_rows(shape: dict[str, Any], summary: dict[str, Any]) -> None:
         if kind == "mirror-sync" and "mirror" in summary:
             limit = (f"fetch only {summary['mirror']['files_per_s']:.0f} files/s (same checks; "
                      "no start-up, ledger or fsync)")  # fmt: skip
+        if kind == "mirror-sync" and "s5cmd+md5" in summary:
+            both = summary["s5cmd+md5"]
+            ceiling = (f"s5cmd then md5sum of its files {both['files_per_s']:.0f} files/s = "
+                       f"{both['ratio_to_s5cmd']:.2f}x s5cmd (the ceiling for hashing every "
+                       "byte on these 2 shared cores)")  # fmt: skip
+            limit = ceiling if limit == "-" else f"{limit}; {ceiling}"
+        if ratio is not None and "ratio_to_s5cmd_md5" in m:
+            ratio_cell = (f"{ratio:.2f}x s5cmd (target 0.8x); {m['ratio_to_s5cmd_md5']:.2f}x "
+                          "s5cmd+md5sum")  # fmt: skip
+        else:
+            ratio_cell = "-" if ratio is None else f"{ratio:.2f}x s5cmd (target 0.8x)"
         update_row(
             NAME,
             f"IDC-shaped sync from SeaweedFS, {what}: {label}",
             [f"{m['files_per_s']:.0f} files/s ({m['mb_per_s']:.0f} MB/s), every check, "
              f"peak {m['peak_rss_mb']:.0f} MB", limit, "; ".join(peer) or "-",
-             "-" if ratio is None else f"{ratio:.2f}x s5cmd (target 0.8x)"],
+             ratio_cell],
         )  # fmt: skip
 
 

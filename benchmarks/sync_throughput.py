@@ -278,7 +278,8 @@ def throughput(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     finally:
         proc.kill()
     return {"files": files, "bytes": nbytes, "series": len(uids), "zip_bytes": zip_sizes,
-            "contenders": {c.name: vars(c) for c in runs}, "seconds": samples}  # fmt: skip
+            "contenders": {c.name: vars(c) for c in runs}, "seconds": samples,
+            "mirror_windows": WINDOWS}  # fmt: skip
 
 
 def run_one(c: Contender, base: str, uids: list[str], dest: Path) -> float:
@@ -287,7 +288,14 @@ def run_one(c: Contender, base: str, uids: list[str], dest: Path) -> float:
     if c.kind == "tcia-utils":
         workers = None if c.connections == TCIA_DEFAULT_WORKERS else c.connections
         return run_tcia_utils(base, uids, dest, workers)[0]
-    return run_mirror(base, dest / "dest", c.mirror_workers, list(c.extra))[0]
+    wall = run_mirror(base, dest / "dest", c.mirror_workers, list(c.extra))[0]
+    summary = json.loads((dest / "summary.json").read_text())
+    WINDOWS.setdefault(c.name, []).append(summary.get("cluster", {}).get("concurrency", {}))
+    return wall
+
+
+# The adaptive window each mirror run ended with (final, peak, back-offs, CPU-bound halvings).
+WINDOWS: dict[str, list[dict[str, int]]] = {}
 
 
 CATALOG = Path(__file__).resolve().parents[2] / "shared" / "data" / "tcga_catalog.parquet"
@@ -434,9 +442,14 @@ def table_rows(result: dict[str, Any], args: argparse.Namespace) -> None:
             f"{ratio['to_tcia_utils_default']:.2f}x tcia-utils default, "
             f"{ratio['to_tcia_utils_same_connections']:.2f}x at {k}"
         )
+        windows = [w for w in tp.get("mirror_windows", {}).get(name, []) if w]
+        seen = ""
+        if windows:
+            seen = (f"; window peak {max(w['peak'] for w in windows)}, final "
+                    f"{'/'.join(str(w['final']) for w in windows)}")  # fmt: skip
         update_row(
             args.name,
-            f"files/s (MB/s), mirror {label} ({k} series in flight)",
+            f"files/s (MB/s), mirror {label} ({k} series in flight at most{seen})",
             [f"{r[name]['files_s']:.0f} ({r[name]['MB_s']:.0f})", "; ".join(limit), peer,
              "; ".join(cells)],
         )  # fmt: skip

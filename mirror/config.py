@@ -71,6 +71,11 @@ class ClusterConfig:
             raise UsageError("--max-connections must be >= 1")
 
     @property
+    def downloads_per_worker(self) -> int:
+        """The most series one worker downloads at once (its threads, capped by tcia_http)."""
+        return min(self.threads, self.http_slots)
+
+    @property
     def kind(self) -> str:
         if self.scheduler:
             return "address"

@@ -17,16 +17,20 @@ def open_source(
     *,
     idc_index: str | None = None,
     idc_endpoint: str | None = None,
+    connections: int = 16,
 ) -> Source:
     """``nbia``: the NBIA v4 API at ``archive_url``; ``idc``: IDC's release index
     (``idc_index`` DIR or URL, default the installed idc-index-data) and buckets
-    (``idc_endpoint``, else ``$MIRROR_IDC_ENDPOINT``, else AWS); ``auto``: both, IDC first."""
+    (``idc_endpoint``, else ``$MIRROR_IDC_ENDPOINT``, else AWS); ``auto``: both, IDC first.
+    ``connections``: NBIA connections kept open per process, at least the downloads one
+    worker runs at once (a smaller pool discards a connection after every extra download,
+    and the next one pays a new TCP and TLS handshake)."""
     from mirror.errors import UsageError
 
     if choice not in SOURCES:
         raise UsageError(f"--source must be one of {', '.join(SOURCES)}, not {choice!r}")
     if choice == "nbia":
-        return _nbia(archive_url)
+        return _nbia(archive_url, connections)
     from mirror.archive.idc import IdcArchive
 
     idc = IdcArchive(idc_index, endpoint=idc_endpoint)
@@ -34,13 +38,13 @@ def open_source(
         return idc
     from mirror.archive.combined import CombinedSource
 
-    return CombinedSource(_nbia(archive_url), idc)
+    return CombinedSource(_nbia(archive_url, connections), idc)
 
 
-def _nbia(url: str) -> Source:
+def _nbia(url: str, connections: int) -> Source:
     from mirror.archive.nbia import NbiaArchive
 
-    return NbiaArchive(url)
+    return NbiaArchive(url, max_connections=connections)
 
 
 __all__ = ["SOURCES", "SourceChoice", "open_source"]

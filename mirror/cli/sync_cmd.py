@@ -224,7 +224,8 @@ def sync_command(  # noqa: PLR0917 - one parameter per CLI option
             lease_seconds=lease_seconds_from_env(),
         )
         the_source = open_source(
-            source, config.archive_url, idc_index=idc_index, idc_endpoint=idc_endpoint
+            source, config.archive_url, idc_index=idc_index, idc_endpoint=idc_endpoint,
+            connections=config.cluster.downloads_per_worker,
         )
         with _progress_display(as_json) as progress:
             return sync(config, archive=the_source, progress=progress)

@@ -94,7 +94,8 @@ class EngineReport:
     fatal: StoreError | None = None
     stopped: bool = False
     unsubmitted: list[Any] = field(default_factory=list)  # tasks never sent (stop or fatal)
-    concurrency: dict[str, int] = field(default_factory=dict)  # adaptive: final, peak, backoffs, cpu_saturated
+    # adaptive: final, peak, backoffs, cpu_saturated
+    concurrency: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,3 +27,18 @@ def test_proxy_from_environment_and_no_proxy(monkeypatch: pytest.MonkeyPatch) ->
     assert via.proxy is not None and via.proxy.host == "proxy.example"
     direct = bulk_pool("https://internal.example/nbia-api/", 4, TIMEOUT)
     assert not isinstance(direct, urllib3.ProxyManager)
+
+
+def test_the_sync_source_keeps_a_connection_for_every_download_of_a_worker() -> None:
+    # A pool smaller than the worker's downloads discards a connection after each extra
+    # download ("Connection pool is full"): the next series pays a new TCP + TLS handshake.
+    from mirror.archive.sources import open_source
+    from mirror.config import ClusterConfig
+
+    threads_only = ClusterConfig(workers=0, threads=32, http_slots=32)
+    capped = ClusterConfig(workers=2, threads=32, http_slots=8)
+    for cluster, expected in ((threads_only, 32), (capped, 8)):
+        source = open_source("nbia", "http://127.0.0.1:9/nbia-api/services/",
+                             connections=cluster.downloads_per_worker)
+        pool = source._http.bulk  # type: ignore[attr-defined]
+        assert pool.connection_pool_kw["maxsize"] == expected
