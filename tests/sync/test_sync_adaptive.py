@@ -274,3 +274,31 @@ def test_a_connection_capped_archive_sees_the_window_shrink_not_a_429_storm(  # 
     monkeypatch.setattr(run_mod, "adaptive_settings", lambda slots, cluster: fixed)
     control_refusals, _ = refusals_of(replace(wide, dest=str(tmp_path / "control")))
     assert control_refusals > 2 * max(adaptive_refusals, 1), (adaptive_refusals, control_refusals, concurrency)
+
+
+@pytest.mark.slow
+def test_a_cpu_bound_run_shrinks_the_window_to_the_floor_and_still_mirrors_everything(  # type: ignore[no-untyped-def]
+    sim, archive, config, monkeypatch
+) -> None:
+    from dataclasses import replace
+
+    from mirror.archive.sim import FaultConfig
+    from mirror.cli.compose import sync
+    from mirror.config import ClusterConfig
+    from mirror.sync import cluster as cluster_mod
+    from mirror.sync import run as run_mod
+
+    for i in range(40):
+        sim.add_series("Sim-Lung", patient_id=f"CPU-{i:02d}", n_instances=3, rows=256, cols=256)
+    sim.faults = FaultConfig(latency=0.05)
+    # Samples every 50 ms, and a host whose CPUs read saturated every time.
+    quick = run_mod.AdaptiveSettings(initial=32, maximum=32, interval=0.05, probe=0.01)
+    monkeypatch.setattr(run_mod, "adaptive_settings", lambda slots, cluster: quick)
+    monkeypatch.setattr(cluster_mod.ClusterHandle, "cpu_probe", lambda self: lambda: 1.0)
+    wide = replace(config, cluster=ClusterConfig(workers=0, threads=32, http_slots=32))
+    summary = sync(wide, archive=archive, today=lambda: sim.today)
+    assert summary.exit_code == 0, summary.failures
+    concurrency = summary.cluster["concurrency"]
+    assert concurrency["final"] == quick.busy_floor and concurrency["cpu_saturated"] >= 1
+    assert concurrency["backoffs"] == 0
+    assert summary.counts["downloaded"] == len(sim.series_uids())

@@ -97,3 +97,15 @@ def test_a_first_mirror_of_a_named_collection_lists_it_without_asking_for_all_co
     assert unknown.exit_code == 2 and "did you mean Sim-Lung?" in unknown.error
     paths = [r.path.rsplit("/", 1)[-1] for r in archive_server.requests]
     assert paths.count("getCollectionValues") == 1
+
+
+def test_the_cpu_probe_reads_this_host_for_an_embedded_cluster_only() -> None:
+    from mirror.sync.cluster import ClusterHandle, HostCpu
+
+    embedded = ClusterHandle(None, "local-processes", 2, 64, True).cpu_probe()
+    assert isinstance(embedded, HostCpu)
+    sum(i * i for i in range(200_000))  # some CPU between two reads
+    busy = embedded()
+    assert busy is None or 0.0 <= busy <= 1.0
+    # The driver's host says nothing about the workers of a cluster given by --scheduler.
+    assert ClusterHandle(None, "address", 4, 32, True).cpu_probe() is None
