@@ -201,13 +201,23 @@ def test_after_a_saturated_sample_growth_resumes_only_on_a_gain() -> None:
     assert c.limit == 17
 
 
-def test_the_cpu_probe_never_stops_the_blind_ramp_and_unknown_load_is_ignored() -> None:
-    cpu = Cpu(1.0)  # worker processes starting up keep the CPU busy: no evidence about downloads
+def test_a_saturated_cpu_holds_the_blind_ramp_only_while_it_lasts() -> None:
+    # Nothing finished yet and CPUs 85 % busy (a fast link filling them, or workers starting):
+    # that holds the blind ramp, though it would not shrink a window once a rate is known.
+    cpu = Cpu(0.85)
     c, clock = busy_controller(cpu, initial=4, maximum=64, interval=2.0, probe=0.25)
     for _ in range(3):
         clock.now += 0.25
         c.tick()
-    assert c.limit == 32 and cpu.reads == 3
+    assert c.limit == 4 and cpu.reads == 3 and c.saturations == 0
+    cpu.busy = 0.4  # start-up is over and the CPUs have room: the ramp goes on, per probe
+    for _ in range(3):
+        clock.now += 0.25
+        c.tick()
+    assert c.limit == 32
+
+
+def test_unknown_load_is_ignored() -> None:
     unknown = Cpu(None)  # a remote cluster: the driver's host says nothing about the workers
     c, clock = busy_controller(unknown, initial=4, maximum=20, interval=1.0)
     for second in range(1, 5):
