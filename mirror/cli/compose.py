@@ -37,10 +37,12 @@ def sync(
     fetch_settings: Any = None,
 ) -> RunSummary:
     """:func:`mirror.sync.service.sync` with the defaults composed: NBIA at
-    ``config.archive_url`` and the destination ``config.dest``."""
+    ``config.archive_url`` (a connection per download a worker runs, as ``mirror sync``
+    opens it) and the destination ``config.dest``."""
+    connections = config.cluster.downloads_per_worker
     return service.sync(
         config,
-        archive=archive or open_source("nbia", config.archive_url),
+        archive=archive or open_source("nbia", config.archive_url, connections=connections),
         store=store or open_destination(config),
         today=today,
         progress=progress,

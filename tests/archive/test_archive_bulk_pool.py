@@ -42,3 +42,18 @@ def test_the_sync_source_keeps_a_connection_for_every_download_of_a_worker() -> 
                              connections=cluster.downloads_per_worker)
         pool = source._http.bulk  # type: ignore[attr-defined]
         assert pool.connection_pool_kw["maxsize"] == expected
+
+
+def test_the_library_sync_opens_its_default_nbia_source_with_the_same_pool(  # type: ignore[no-untyped-def]
+    tmp_path, monkeypatch
+) -> None:
+    from mirror.cli import compose
+    from mirror.config import ClusterConfig, SyncConfig
+
+    seen = {}
+    monkeypatch.setattr(compose.service, "sync", lambda config, **kw: seen.update(kw))
+    cluster = ClusterConfig(workers=0, threads=32, http_slots=32)
+    compose.sync(SyncConfig(dest=str(tmp_path / "m"), archive_url="http://127.0.0.1:9/nbia-api/services/",
+                            cluster=cluster))  # fmt: skip
+    pool = seen["archive"]._http.bulk
+    assert pool.connection_pool_kw["maxsize"] == 32
