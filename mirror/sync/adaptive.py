@@ -142,12 +142,14 @@ class ConcurrencyController:
         if elapsed < self._period():
             return
         busy = self._busy() if self._busy is not None else None  # since the last sample
-        if busy is not None and self._blind() and busy >= self._s.blind_saturated:
-            self._restart_sample(now)  # hold: no doubling while the CPUs are this busy
-            return
-        if busy is not None and busy >= self._s.saturated and not self._blind():
-            self._shrink(now)
-            return
+        if busy is not None:
+            blind = self._blind()
+            if blind and busy >= self._s.blind_saturated:
+                self._restart_sample(now)  # hold: no doubling while the CPUs are this busy
+                return
+            if not blind and busy >= self._s.saturated:
+                self._shrink(now)
+                return
         rate = self._window_bytes / elapsed
         grew = self._limit > self._window_limit
         gained = self._last_rate is None or rate > self._last_rate * (1 + self._s.gain)
