@@ -387,20 +387,23 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             )
     for kind in ("mirror-sync", "mirror", "mirrorx", "aiobotocore", "idc-index", "s5cmd+md5"):
         if kind in out and "s5cmd" in out:
-            # Paired per round (run back to back): the shared host's load drifts between rounds.
-            pairs = zip(runs[kind], runs["s5cmd"], strict=True)
-            ratios = [s["seconds"] / m["seconds"] for m, s in pairs]
+            ratios = speed_ratios(runs[kind], runs["s5cmd"])
             out[kind]["ratio_to_s5cmd_per_round"] = [round(r, 2) for r in ratios]
             out[kind]["ratio_to_s5cmd"] = round(statistics.median(ratios), 2)
     if "mirror-sync" in out and "s5cmd+md5" in out:
-        pairs = zip(runs["mirror-sync"], runs["s5cmd+md5"], strict=True)
-        ratios = [b["seconds"] / m["seconds"] for m, b in pairs]
+        ratios = speed_ratios(runs["mirror-sync"], runs["s5cmd+md5"])
         out["mirror-sync"]["ratio_to_s5cmd_md5"] = round(statistics.median(ratios), 2)
     if "s5cmd+md5" in runs and "s5cmd" in runs:
         out["s5cmd+md5"]["cpu_floor"] = cpu_floor(runs["s5cmd+md5"], runs["s5cmd"])
     for summary in out.values():
         summary["cpu_ms_per_file"] = round(1000 * summary["cpu_seconds"] / summary["files"], 2)
     return out
+
+
+def speed_ratios(rounds: list[dict[str, Any]], reference: list[dict[str, Any]]) -> list[float]:
+    """Speed against ``reference`` per round (its seconds over ours), paired round by round:
+    the two ran back to back, and the shared host's load drifts between rounds."""
+    return [r["seconds"] / m["seconds"] for m, r in zip(rounds, reference, strict=True)]
 
 
 def cpu_floor(hashed: list[dict[str, Any]], plain: list[dict[str, Any]]) -> dict[str, Any]:
