@@ -79,12 +79,48 @@ def open_cluster(config: ClusterConfig, preload: tuple[str, ...] = ()) -> Iterat
             yield _handle(client, config.kind)
         return
     processes = config.workers > 0
-    with dask.config.set(EMBEDDED_DASK_CONFIG):
+    settings = dict(EMBEDDED_DASK_CONFIG)
+    if processes and start_worker_server(preload):
+        _skip_distributed_preload()
+        settings["distributed.worker.multiprocessing-method"] = "forkserver"
+    with dask.config.set(settings):
         cluster = _local_cluster(config, processes, preload)
     # closing(), not the Client's own ``with``: that sets a context variable which must be
     # reset in the same context, and EarlyCluster opens on one thread and closes on another.
     with cluster, closing(Client(cluster)) as client:  # type: ignore[no-untyped-call]
         yield _handle(client, config.kind)
+
+
+def start_worker_server(preload: tuple[str, ...]) -> bool:
+    """Start (once per process) the fork server embedded workers are forked from, with
+    distributed and ``preload`` imported in it; False where the platform has none.
+
+    A spawned worker starts an interpreter and imports distributed and the task code (about
+    0.5 s of CPU each) only once the scheduler is up; a worker forked from this server starts
+    in milliseconds, and the server does its imports on another core while the driver lists.
+    Forking the server is safe where forking the driver (which runs threads) is not: it is a
+    fresh single-threaded interpreter (the default start method from Python 3.14 on).
+    """
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return False
+    # The preload only reaches a server started after it: the first run's list stays (a
+    # later run's modules are then imported by each worker as it starts, as with spawn).
+    multiprocessing.get_context("forkserver").set_forkserver_preload(["distributed", *preload])
+    forkserver.ensure_running()
+    return True
+
+
+def _skip_distributed_preload() -> None:
+    # The first time distributed sees "forkserver" it imports numpy, pandas and lz4 here, in
+    # the driver, to try them for its own preload list (0.4 s before any worker starts), and
+    # sets that list, which a server already running ignores. The flag is its "done that".
+    import distributed.utils
+
+    if hasattr(distributed.utils, "_forkserver_preload_set"):
+        distributed.utils._forkserver_preload_set = True
 
 
 def _local_cluster(config: ClusterConfig, processes: bool, preload: tuple[str, ...]) -> Any:
@@ -125,6 +161,8 @@ class EarlyCluster:
     waits for it (and raises what opening raised); ``close`` shuts it down either way."""
 
     def __init__(self, config: ClusterConfig, preload: tuple[str, ...] = ()) -> None:
+        if config.scheduler is None and config.workers > 0:
+            start_worker_server(preload)  # now, on this thread: it imports while we list
         self._stack = ExitStack()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="mirror-cluster-start")
         self._opening = self._pool.submit(self._stack.enter_context, open_cluster(config, preload))

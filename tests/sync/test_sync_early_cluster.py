@@ -109,3 +109,38 @@ def test_the_cpu_probe_reads_this_host_for_an_embedded_cluster_only() -> None:
     assert busy is None or 0.0 <= busy <= 1.0
     # The driver's host says nothing about the workers of a cluster given by --scheduler.
     assert ClusterHandle(None, "address", 4, 32, True).cpu_probe() is None
+
+
+def _worker_view() -> tuple[int, bool, tuple[object, ...]]:
+    import os
+    import sys
+
+    import dask
+
+    from mirror.config import EMBEDDED_DASK_CONFIG
+
+    settings = tuple(dask.config.get(key) for key in EMBEDDED_DASK_CONFIG)
+    return os.getppid(), "mirror.sync.task" in sys.modules, settings
+
+
+@pytest.mark.slow
+def test_embedded_workers_are_forked_from_the_warm_server_with_the_quiet_settings() -> None:
+    """Workers come from the fork server started as the run begins (distributed and the task
+    code already imported there), not a fresh interpreter each, and still get the settings."""
+    import os
+
+    import psutil
+
+    from mirror.config import EMBEDDED_DASK_CONFIG, ClusterConfig
+    from mirror.sync.cluster import open_cluster
+
+    with open_cluster(ClusterConfig(workers=2, threads=2), ("mirror.sync.task",)) as handle:
+        views = handle.client.run(_worker_view)
+    assert len(views) == 2
+    parents = {parent for parent, _, _ in views.values()}
+    assert os.getpid() not in parents and len(parents) == 1  # one server forked both
+    server = psutil.Process(parents.pop())
+    assert server.ppid() == os.getpid()
+    assert "multiprocessing.forkserver" in " ".join(server.cmdline())
+    assert all(preloaded for _, preloaded, _ in views.values())
+    assert {settings for _, _, settings in views.values()} == {tuple(EMBEDDED_DASK_CONFIG.values())}
