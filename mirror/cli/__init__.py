@@ -6,7 +6,10 @@ This package is the only place that configures logging, prints for humans and ca
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Annotated, TypeVar
@@ -135,8 +138,38 @@ _register_commands()
 
 
 def main() -> None:
+    """The console entry point: run one command, then end the process with its exit code
+    (embed ``app`` instead to run commands inside another program)."""
+    atexit.register(_leave)
     try:
         app()
+    except SystemExit as exc:
+        _ending.append(exc.code)
+        raise
     except MirrorError as exc:  # errors raised outside run(), e.g. in callbacks
         typer.echo(f"error: {exc}", err=True)
+        _ending.append(exit_code_for(exc))
         sys.exit(exit_code_for(exc))
+
+
+# The exit code a command ended with; none after an uncaught exception (traceback, exit 1).
+_ending: list[object] = []
+
+
+def _leave() -> None:
+    """The last exit handler (registered first, so run after every other one and after
+    non-daemon threads were joined): flush the logs and streams and end the process.
+
+    What it skips is the interpreter's teardown, freeing the state of pyarrow, pandas,
+    distributed and every module: 0.2-0.3 s after a sync has done its work and released
+    its locks, 3 % of a ten-second run. Every file we write is closed by its ``with``.
+    """
+    code = _ending[-1] if _ending else None
+    if code is not None and not isinstance(code, int):
+        return  # sys.exit("message"): the interpreter prints it, so let it finish
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    if _ending:
+        os._exit(code or 0)
