@@ -42,10 +42,10 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "sync_throughput": (
         "sync_throughput.py",
         ["--total-mb", "2000", "--max-files", "300", "--raw-threads", "4,8,16,32",
-         "--tuned-args", "--downloads-per-worker 4", "--tuned-connections", "8"],
+         "--tuned-args", "--downloads-per-worker 4", "--tuned-connections", "8", "--peer-md5"],
         ["--total-mb", "100", "--max-files", "30", "--rounds", "1", "--raw-threads", "8",
          "--tuned-args", "--downloads-per-worker 4", "--tuned-connections", "8",
-         "--big-files", "200"],
+         "--big-files", "200", "--peer-md5"],
     ),
     "convert": ("convert.py", [], ["--slices", "64", "--size", "256", "--reps", "1",
                                    "--workdir", "/tmp/mirror-bench-convert-quick"]),

@@ -13,6 +13,10 @@ starting above 1.5 waits, bounded, or is marked):
   ``--raw-threads`` value; the best of them is raw at its own best concurrency.
 * ``tcia-utils@K``: ``nbia.downloadSeries`` at its default (10 workers, no MD5 check) and
   with ``max_workers`` equal to each mirror contender's connections.
+* ``tcia-utils+md5@K`` (``--peer-md5``): the same tcia-utils run, then ``md5sum`` of every
+  file it wrote, one process per core: the cheapest way its user could add the MD5
+  computation mirror does (the comparison with the archive's hashes and the fsync aside),
+  like with like on a loopback run whose limit is the CPU (benchmarks.md, point 4);
 * ``mirror``: ``mirror sync`` at its defaults (embedded LocalCluster, 2 worker processes x
   ``DEFAULT_HTTP_SLOTS`` (8) = 16 concurrent series); ``mirror-tuned`` with
   ``--tuned-args`` (``--tuned-connections`` says how many series that keeps in flight);
@@ -40,6 +44,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -160,6 +165,15 @@ def run_tcia_utils(
     return time.perf_counter() - t0, peak
 
 
+def run_tcia_utils_md5(base: str, uids: list[str], dest: Path, workers: int) -> float:
+    """tcia-utils at ``workers``, then ``md5sum`` of every file it wrote, a process per core."""
+    fetch, _ = run_tcia_utils(base, uids, dest, workers)
+    started = time.perf_counter()
+    script = 'find "$1" -type f -print0 | xargs -0 -P "$2" -n 64 md5sum > /dev/null'
+    subprocess.run(["sh", "-c", script, "sh", str(dest), str(os.cpu_count() or 1)], check=True)
+    return fetch + time.perf_counter() - started
+
+
 def run_mirror(
     base: str, dest: Path, workers: int, extra: list[str] | None = None
 ) -> tuple[float, dict[int, int], int]:
@@ -250,6 +264,9 @@ def contenders(args: argparse.Namespace, n_series: int) -> list[Contender]:
     tcia = {TCIA_DEFAULT_WORKERS} | {m.connections for m in mirrors}
     out = [Contender(f"raw@{k}", "raw", k) for k in sorted(raw)]
     out += [Contender(f"tcia-utils@{k}", "tcia-utils", k) for k in sorted(tcia)]
+    if args.peer_md5:
+        hashed = sorted({m.connections for m in mirrors})
+        out += [Contender(f"tcia-utils+md5@{k}", "tcia-utils+md5", k) for k in hashed]
     return out + mirrors
 
 
@@ -288,6 +305,8 @@ def run_one(c: Contender, base: str, uids: list[str], dest: Path) -> float:
     if c.kind == "tcia-utils":
         workers = None if c.connections == TCIA_DEFAULT_WORKERS else c.connections
         return run_tcia_utils(base, uids, dest, workers)[0]
+    if c.kind == "tcia-utils+md5":
+        return run_tcia_utils_md5(base, uids, dest, c.connections)
     wall = run_mirror(base, dest / "dest", c.mirror_workers, list(c.extra))[0]
     summary = json.loads((dest / "summary.json").read_text())
     WINDOWS.setdefault(c.name, []).append(summary.get("cluster", {}).get("concurrency", {}))
@@ -393,6 +412,8 @@ def report(
              "to_raw_best": med[out["raw_best"]] / med[name],
              "to_tcia_utils_default": med[f"tcia-utils@{TCIA_DEFAULT_WORKERS}"] / med[name],
              "to_tcia_utils_same_connections": med[f"tcia-utils@{k}"] / med[name]}  # fmt: skip
+        if f"tcia-utils+md5@{k}" in med:
+            r["to_tcia_utils_md5_same_connections"] = med[f"tcia-utils+md5@{k}"] / med[name]
         if out["limits"]:
             r["to_bound"] = out["limits"]["bound_s"] / med[name]
             r["to_model_same_connections"] = (
@@ -428,6 +449,9 @@ def table_rows(result: dict[str, Any], args: argparse.Namespace) -> None:
         peer = (f"tcia-utils {r[f'tcia-utils@{TCIA_DEFAULT_WORKERS}']['files_s']:.0f} default "
                 f"({TCIA_DEFAULT_WORKERS} workers), {r[f'tcia-utils@{k}']['files_s']:.0f} at {k} "
                 "workers; no MD5 check")  # fmt: skip
+        if f"tcia-utils+md5@{k}" in r:
+            peer += (f"; then md5sum of its files (a process per core) "
+                     f"{r[f'tcia-utils+md5@{k}']['files_s']:.0f} at {k}")  # fmt: skip
         cells = []
         if lim:
             cells.append(
@@ -442,6 +466,10 @@ def table_rows(result: dict[str, Any], args: argparse.Namespace) -> None:
             f"{ratio['to_tcia_utils_default']:.2f}x tcia-utils default, "
             f"{ratio['to_tcia_utils_same_connections']:.2f}x at {k}"
         )
+        if "to_tcia_utils_md5_same_connections" in ratio:
+            cells.append(
+                f"{ratio['to_tcia_utils_md5_same_connections']:.2f}x tcia-utils+md5sum at {k}"
+            )
         windows = [w for w in tp.get("mirror_windows", {}).get(name, []) if w]
         seen = ""
         if windows:
@@ -491,6 +519,11 @@ def main() -> None:
         help="series mirror-tuned keeps in flight (raw and tcia-utils match it)",
     )
     ap.add_argument("--threads-only", action="store_true", help="also time --threads-only")
+    ap.add_argument(
+        "--peer-md5",
+        action="store_true",
+        help="also time tcia-utils followed by md5sum of its files (like with like)",
+    )
     ap.add_argument("--big-files", type=int, default=4000, help="slices in the ~2 GB series")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--name", default="sync_throughput")

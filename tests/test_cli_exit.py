@@ -14,7 +14,7 @@ MAIN = "from mirror.cli import main; main()"
 
 def _mirror(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", MAIN, *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", MAIN, *args], capture_output=True, text=True, timeout=120, check=False
     )
 
 
@@ -34,5 +34,5 @@ def test_a_usage_error_keeps_its_exit_code_and_message(tmp_path: Path) -> None:
 
 def test_an_uncaught_exception_still_exits_1_with_its_traceback() -> None:
     code = "import mirror.cli as c; c.app = lambda: 1 / 0; c.main()"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 1 and "ZeroDivisionError" in done.stderr

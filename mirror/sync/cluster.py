@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing, contextmanager, suppress
@@ -126,9 +127,13 @@ def _skip_distributed_preload() -> None:
 def _local_cluster(config: ClusterConfig, processes: bool, preload: tuple[str, ...]) -> Any:
     from distributed import LocalCluster
 
+    # A worker forked from the fork server starts with the server's environment, from when
+    # it started; each nanny hands its worker the driver's environment of now instead, as a
+    # spawned worker would have inherited it (credentials set between two library calls).
+    more: dict[str, Any] = {"env": dict(os.environ)} if processes else {}
     return LocalCluster(  # type: ignore[no-untyped-call]
         n_workers=max(config.workers, 1),
-        preload=list(preload) if processes else [],
+        preload=[*preload, "mirror.sync.workerlog"] if processes else [],
         threads_per_worker=config.threads,
         processes=processes,
         resources={HTTP_RESOURCE: config.http_slots},
@@ -136,6 +141,7 @@ def _local_cluster(config: ClusterConfig, processes: bool, preload: tuple[str, .
         # The scheduler's HTTP endpoints (health, metrics) would still claim :8787.
         scheduler_kwargs={"dashboard_address": ":0"},
         silence_logs=logging.WARNING,
+        **more,
     )
 
 

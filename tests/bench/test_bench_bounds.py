@@ -132,7 +132,7 @@ def test_sync_contenders_match_concurrency() -> None:
 
     args = argparse.Namespace(
         tuned_args="--downloads-per-worker 16", tuned_connections=32, threads_only=False,
-        raw_threads=[8], archive_args=["--latency", "0.2", "--bandwidth", "2500000",
+        peer_md5=True, raw_threads=[8], archive_args=["--latency", "0.2", "--bandwidth", "2500000",
                                        "--max-connections", "64"],
     )  # fmt: skip
     runs = {c.name: c for c in st.contenders(args, n_series=52)}
@@ -140,6 +140,10 @@ def test_sync_contenders_match_concurrency() -> None:
     assert {f"raw@{k}" for k in (8, default, 32, 52)} <= set(runs)
     assert {f"tcia-utils@{k}" for k in (st.TCIA_DEFAULT_WORKERS, default, 32)} <= set(runs)
     assert runs["mirror-tuned"].extra == ("--downloads-per-worker", "16")
+    # Like with like: tcia-utils then md5sum, at each mirror contender's concurrency only.
+    hashed = {name for name in runs if name.startswith("tcia-utils+md5@")}
+    assert hashed == {f"tcia-utils+md5@{k}" for k in (default, 32)}
+    assert runs[f"tcia-utils+md5@{default}"].kind == "tcia-utils+md5"
     tp = {"series": 52, "zip_bytes": [2_500_000] * 52,
           "contenders": {k: vars(c) for k, c in runs.items()}}  # fmt: skip
     lim = st.limits(tp, args)

@@ -112,15 +112,19 @@ def test_the_cpu_probe_reads_this_host_for_an_embedded_cluster_only() -> None:
 
 
 def _worker_view() -> tuple[int, bool, tuple[object, ...]]:
+    import logging
     import os
     import sys
 
     import dask
 
     from mirror.config import EMBEDDED_DASK_CONFIG
+    from mirror.sync.workerlog import ClosingHeartbeat
 
     settings = tuple(dask.config.get(key) for key in EMBEDDED_DASK_CONFIG)
-    return os.getppid(), "mirror.sync.task" in sys.modules, settings
+    filters = logging.getLogger("distributed.worker").filters
+    filtered = any(isinstance(f, ClosingHeartbeat) for f in filters)
+    return os.getppid(), "mirror.sync.task" in sys.modules and filtered, settings
 
 
 @pytest.mark.slow
@@ -142,5 +146,28 @@ def test_embedded_workers_are_forked_from_the_warm_server_with_the_quiet_setting
     server = psutil.Process(parents.pop())
     assert server.ppid() == os.getpid()
     assert "multiprocessing.forkserver" in " ".join(server.cmdline())
-    assert all(preloaded for _, preloaded, _ in views.values())
+    assert all(preloaded for _, preloaded, _ in views.values())  # task code and log filter
     assert {settings for _, _, settings in views.values()} == {tuple(EMBEDDED_DASK_CONFIG.values())}
+
+
+def _worker_env(name: str) -> str | None:
+    import os
+
+    return os.environ.get(name)
+
+
+@pytest.mark.slow
+def test_forked_workers_see_the_environment_of_now_not_of_the_server_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A spawned worker inherits the driver's environment as the cluster opens; a forked one
+    would inherit the fork server's, from its start. Credentials or proxy settings a library
+    caller sets between two syncs must still reach the workers."""
+    from mirror.config import ClusterConfig
+    from mirror.sync.cluster import open_cluster, start_worker_server
+
+    assert start_worker_server(("mirror.sync.task",))  # running before the variable is set
+    monkeypatch.setenv("MIRROR_TEST_SET_LATER", "after-the-server-started")
+    with open_cluster(ClusterConfig(workers=1, threads=1), ("mirror.sync.task",)) as handle:
+        seen = handle.client.run(_worker_env, "MIRROR_TEST_SET_LATER")
+    assert list(seen.values()) == ["after-the-server-started"]
