@@ -110,7 +110,11 @@ def start_worker_server(preload: tuple[str, ...]) -> bool:
     # The preload only reaches a server started after it: the first run's list stays (a
     # later run's modules are then imported by each worker as it starts, as with spawn).
     multiprocessing.get_context("forkserver").set_forkserver_preload(["distributed", *preload])
-    forkserver.ensure_running()
+    try:
+        forkserver.ensure_running()
+    except OSError as exc:  # no Unix socket or no process to spare: spawn, as before
+        log.warning("cannot start the worker fork server (%s); spawning workers instead", exc)
+        return False
     return True
 
 

@@ -171,3 +171,17 @@ def test_forked_workers_see_the_environment_of_now_not_of_the_server_start(
     with open_cluster(ClusterConfig(workers=1, threads=1), ("mirror.sync.task",)) as handle:
         seen = handle.client.run(_worker_env, "MIRROR_TEST_SET_LATER")
     assert list(seen.values()) == ["after-the-server-started"]
+
+
+def test_a_fork_server_that_cannot_start_leaves_workers_spawned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from multiprocessing import forkserver
+
+    from mirror.sync.cluster import start_worker_server
+
+    def refuse() -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(forkserver, "ensure_running", refuse)
+    assert start_worker_server(("mirror.sync.task",)) is False
