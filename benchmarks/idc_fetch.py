@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import load_round, update_row, write_result
+from _common import load_round, md5sum_tree, update_row, write_result
 
 NAME = "idc_fetch"
 CONTENDERS = ("mirror-sync", "mirror", "s5cmd", "s5cmd+md5", "idc-index", "aiobotocore", "mirrorx")
@@ -281,10 +281,7 @@ def run_s5cmd_md5(index: Path, endpoint: str, dest: Path, s5cmd: str) -> dict[st
     """s5cmd, then ``md5sum`` of every file it wrote, one process per core."""
     fetched = run_s5cmd(index, endpoint, dest, s5cmd)
     cpu_before = _cpu_children()
-    started = time.perf_counter()
-    script = 'find "$1" -type f -print0 | xargs -0 -P "$2" -n 64 md5sum > /dev/null'
-    subprocess.run(["sh", "-c", script, "sh", str(dest), str(os.cpu_count() or 1)], check=True)
-    hashing = time.perf_counter() - started
+    hashing = md5sum_tree(dest)
     return {**fetched, "seconds": fetched["seconds"] + hashing, "md5_seconds": hashing,
             "cpu_seconds": fetched["cpu_seconds"] + _cpu_children() - cpu_before}  # fmt: skip
 

@@ -44,7 +44,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -61,7 +60,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bounds
-from _common import load_round, median, update_row, write_result
+from _common import load_round, md5sum_tree, median, update_row, write_result
 
 from mirror.config import DEFAULT_HTTP_SLOTS
 
@@ -168,10 +167,7 @@ def run_tcia_utils(
 def run_tcia_utils_md5(base: str, uids: list[str], dest: Path, workers: int) -> float:
     """tcia-utils at ``workers``, then ``md5sum`` of every file it wrote, a process per core."""
     fetch, _ = run_tcia_utils(base, uids, dest, workers)
-    started = time.perf_counter()
-    script = 'find "$1" -type f -print0 | xargs -0 -P "$2" -n 64 md5sum > /dev/null'
-    subprocess.run(["sh", "-c", script, "sh", str(dest), str(os.cpu_count() or 1)], check=True)
-    return fetch + time.perf_counter() - started
+    return fetch + md5sum_tree(dest)
 
 
 def run_mirror(
