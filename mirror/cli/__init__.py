@@ -148,8 +148,9 @@ def main() -> None:
         raise
     except MirrorError as exc:  # errors raised outside run(), e.g. in callbacks
         typer.echo(f"error: {exc}", err=True)
-        _ending.append(exit_code_for(exc))
-        sys.exit(exit_code_for(exc))
+        code = exit_code_for(exc)
+        _ending.append(code)
+        sys.exit(code)
 
 
 # The exit code a command ended with; none after an uncaught exception (traceback, exit 1).
@@ -164,12 +165,12 @@ def _leave() -> None:
     distributed and every module: 0.2-0.3 s after a sync has done its work and released
     its locks, 3 % of a ten-second run. Every file we write is closed by its ``with``.
     """
-    code = _ending[-1] if _ending else None
-    if code is not None and not isinstance(code, int):
-        return  # sys.exit("message"): the interpreter prints it, so let it finish
+    if not _ending or not isinstance(_ending[-1], int | None):
+        # An uncaught exception (traceback, exit 1) or sys.exit("message"): the interpreter
+        # prints those, so let it finish.
+        return
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    if _ending:
-        os._exit(code or 0)
+    os._exit(_ending[-1] or 0)

@@ -171,7 +171,7 @@ class EarlyCluster:
     waits for it (and raises what opening raised); ``close`` shuts it down either way."""
 
     def __init__(self, config: ClusterConfig, preload: tuple[str, ...] = ()) -> None:
-        if config.scheduler is None and config.workers > 0:
+        if config.kind == "local-processes":
             start_worker_server(preload)  # now, on this thread: it imports while we list
         self._stack = ExitStack()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="mirror-cluster-start")
