@@ -7,6 +7,8 @@ through the scheduler (each task writes to the destination itself).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import queue
 import time
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 SMALL_SERIES_BYTES = 2 * 2**20
 BATCH_SIZE = 32
 SEMAPHORE_NAME = "tcia-mirror-http"
+REQUEUE_DELAY_MAX = 60.0  # seconds: caps an upstream Retry-After (a hostile header)
 
 
 class TaskLike(Protocol):
@@ -94,6 +97,10 @@ class EngineReport:
     fatal: StoreError | None = None
     stopped: bool = False
     unsubmitted: list[Any] = field(default_factory=list)  # tasks never sent (stop or fatal)
+    requeued: int = 0  # times a series the archive refused went back to the queue
+    # What the refused tries of those series cost (their results are never delivered).
+    requeued_attempts: int = 0
+    requeued_bytes: int = 0
     # adaptive: final, peak, backoffs, cpu_saturated
     concurrency: dict[str, int] = field(default_factory=dict)
 
@@ -105,6 +112,10 @@ class EngineOptions:
     max_connections: int | None = None
     drain_seconds: float = 120.0  # after a stop or fatal error, wait for running units
     adaptive: AdaptiveSettings | None = None  # units in flight follow a ConcurrencyController
+    # A series whose task gave up on the archive's refusals (429) is sent again, after its
+    # Retry-After, at most this many times before its failure is delivered. Its retries all
+    # ran inside the window that was open when it was sent; the window has halved since.
+    requeue_limit: int = 3
 
 
 class Engine:
@@ -129,6 +140,7 @@ class Engine:
         self._store = client.scatter(store, broadcast=True, hash=False)
         self._settings = settings
         self._semaphore = self._make_semaphore(options.max_connections)
+        self._clock = clock
         # One controller per engine: a retry pass starts from what the first pass learned.
         self._control = (
             ConcurrencyController(options.adaptive, clock, busy) if options.adaptive else None
@@ -166,29 +178,27 @@ class Engine:
         report = EngineReport()
         todo: Iterator[WorkUnit] = iter(units)
         flight = _Flight()
+        again = _Requeue(self._options.requeue_limit, self._clock)
         control = self._control
-        # With an adaptive window, wake up now and then even when nothing finishes: a
-        # window of long downloads must be able to grow before the first one completes.
-        self._refill(flight, todo, report)
+        self._refill(flight, again, todo, report)
         try:
-            while flight.units:
-                tick = control.interval / 2 if control is not None else None
-                future = flight.next_done(tick)
+            while flight.units or again:
+                future = flight.next_done(self._wake_in(flight, again))
                 if future is None:
                     if control is not None:
                         control.tick()
-                    self._refill(flight, todo, report)
+                    self._refill(flight, again, todo, report)
                     continue
                 unit = flight.units.pop(future)
                 report.completed_units += 1
-                results = self._deliver(future, unit, on_result, on_error, report)
+                results = self._deliver(future, unit, on_result, on_error, report, again=again)
                 if control is not None:
                     _feed(control, results, flight.epochs.pop(future, None))
                 if report.fatal is not None or should_stop():
                     report.stopped = report.fatal is None
                     self._drain(flight.units, on_result, on_error, report)
                     break
-                self._refill(flight, todo, report)
+                self._refill(flight, again, todo, report)
         finally:
             self._cancel(flight.units)
         if control is not None:
@@ -196,21 +206,46 @@ class Engine:
                 "final": control.limit, "peak": control.peak, "backoffs": control.backoffs,
                 "cpu_saturated": control.saturations,
             }
-        for unit in [*flight.units.values(), *todo]:
+        for unit in [*flight.units.values(), *again.pending(), *todo]:
             report.unsubmitted.extend(unit.tasks)
         return report
 
-    def _refill(self, flight: _Flight, todo: Iterator[WorkUnit], r: EngineReport) -> None:
-        """Submit up to the window. A shrunken adaptive limit submits nothing until enough
-        units drain; it never drops below one, so an empty window always refills."""
-        limit = self._control.limit if self._control is not None else self._options.window
-        for unit in _take(todo, limit - len(flight.units)):
+    def _limit(self) -> int:
+        return self._control.limit if self._control is not None else self._options.window
+
+    def _wake_in(self, flight: _Flight, again: _Requeue) -> float | None:
+        """How long to wait for a finished unit before looking again. With an adaptive
+        window, wake up now and then even when nothing finishes: a window of long downloads
+        must be able to grow before the first one completes. A requeued series wakes the
+        loop when it is due, if the window has room for it then."""
+        waits = [self._control.interval / 2] if self._control is not None else []
+        due = again.due_in()
+        if due is not None and len(flight.units) < self._limit():
+            waits.append(due)
+        return min(waits, default=None)
+
+    def _refill(
+        self, flight: _Flight, again: _Requeue, todo: Iterator[WorkUnit], r: EngineReport
+    ) -> None:
+        """Submit up to the window, requeued series that are due first. A shrunken adaptive
+        limit submits nothing until enough units drain; it never drops below one, so an
+        empty window always refills."""
+        room = self._limit() - len(flight.units)
+        due = again.take_due(room)
+        for unit in [*due, *_take(todo, room - len(due))]:
             future = self._submit(unit)
             flight.add(future, unit, self._control.epoch if self._control is not None else 0)
             r.submitted += 1
 
     def _deliver(
-        self, future: Any, unit: WorkUnit, on_result: OnResult, on_error: OnError, r: EngineReport
+        self,
+        future: Any,
+        unit: WorkUnit,
+        on_result: OnResult,
+        on_error: OnError,
+        r: EngineReport,
+        *,
+        again: _Requeue | None = None,
     ) -> list[Any]:
         try:
             results: list[Any] = future.result()
@@ -222,6 +257,10 @@ class Engine:
             res = by_uid.get(task.record.series_uid)
             if res is None:
                 on_error(task, "MissingResult", "the task returned no result", True)
+            elif again is not None and again.offer(unit.key, task, res):
+                r.requeued += 1
+                r.requeued_attempts += int(res.attempts)
+                r.requeued_bytes += int(res.bytes_downloaded)
             else:
                 on_result(task, res)
         return results
@@ -299,6 +338,47 @@ class _Flight:
                 return None
             if future in self.units:
                 return future
+
+
+class _Requeue:
+    """Series the archive refused until their task gave up, each waiting out its
+    Retry-After before it is sent again as a unit of its own."""
+
+    def __init__(self, limit: int, clock: Callable[[], float]) -> None:
+        self._limit = limit
+        self._clock = clock
+        self._sent: dict[str, int] = {}  # series UID -> times requeued
+        self._heap: list[tuple[float, int, WorkUnit]] = []
+        self._order = itertools.count()  # ties at the same due time go out in arrival order
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def offer(self, key: str, task: Any, res: Any) -> bool:
+        """Take a refused series back (True), unless it has used up its requeues."""
+        uid = str(res.series_uid)
+        n = self._sent.get(uid, 0)
+        if not getattr(res, "refused", False) or n >= self._limit:
+            return False
+        self._sent[uid] = n + 1
+        delay = min(max(float(getattr(res, "retry_after", 0.0)), 0.0), REQUEUE_DELAY_MAX)
+        unit = WorkUnit(f"{key}-again{n + 1}-{uid}", (task,))
+        heapq.heappush(self._heap, (self._clock() + delay, next(self._order), unit))
+        return True
+
+    def take_due(self, n: int) -> list[WorkUnit]:
+        """Up to ``n`` units whose wait is over, the longest-waiting first."""
+        now, out = self._clock(), list[WorkUnit]()
+        while self._heap and len(out) < n and self._heap[0][0] <= now:
+            out.append(heapq.heappop(self._heap)[2])
+        return out
+
+    def due_in(self) -> float | None:
+        """Seconds until the next unit is due (0 if one is), None if none waits."""
+        return max(0.0, self._heap[0][0] - self._clock()) if self._heap else None
+
+    def pending(self) -> list[WorkUnit]:
+        return [entry[2] for entry in sorted(self._heap)]
 
 
 def _feed(control: ConcurrencyController, results: list[Any], epoch: int | None) -> None:

@@ -453,7 +453,11 @@ class SyncRun:
         )
         self._quarantine([i for i in items if i.held and i.held.last_error_class == "VerifyFailed"])
         units = make_units(tasks, self.ctx.run_id, pass_no=pass_no, parallelism=self.slots)
-        return engine.run(units, self._on_result, self._on_error, self.ctx.should_stop)
+        report = engine.run(units, self._on_result, self._on_error, self.ctx.should_stop)
+        # Every try of a requeued series was followed by another.
+        self.tally.retries += report.requeued_attempts
+        self.tally.bytes_downloaded += report.requeued_bytes
+        return report
 
     def _quarantine(self, items: Sequence[PlanItem]) -> None:
         """Move copies ``verify`` found damaged to the attic, so the task fetches afresh

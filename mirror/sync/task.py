@@ -78,6 +78,9 @@ class SeriesResult:
     retryable: bool = False
     pushback: int = 0  # attempts the archive refused or dropped (429/503/timeouts)
     retry_after: float = 0.0  # the longest Retry-After it sent (the engine backs off as long)
+    # It gave up on an explicit 429 (or 503 with Retry-After): the archive is up and asked
+    # for fewer downloads, so the engine queues the series again under its halved window.
+    refused: bool = False
 
 
 @dataclass(slots=True)
@@ -276,4 +279,5 @@ def _failed(task: SeriesTask, meter: _Meter, exc: MirrorError) -> SeriesResult:
         retryable=exc.retryable,
         pushback=meter.pushback,
         retry_after=meter.retry_after,
+        refused=isinstance(exc, RateLimited),
     )

@@ -15,7 +15,7 @@ from distributed import Client, LocalCluster
 from mirror.archive.port import SeriesRecord
 from mirror.errors import StoreError
 from mirror.storage.memory import MemoryStore
-from mirror.sync.engine import Engine, EngineOptions, make_units
+from mirror.sync.engine import REQUEUE_DELAY_MAX, Engine, EngineOptions, _Requeue, make_units
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,65 @@ def test_task_crash_or_missing_result_is_a_retryable_failure(client: Client) -> 
     engine(client, _buggy).run(units, rec.on_result, rec.on_error)
     assert sorted(rec.results) == ["1.2.0", "1.2.3"]
     assert sorted(rec.errors) == [("1.2.1", "RuntimeError", True), ("1.2.2", "MissingResult", True)]
+
+
+@dataclass(frozen=True)
+class Refused:
+    series_uid: str
+    retry_after: float = 0.0
+    attempts: int = 4
+    bytes_downloaded: int = 100
+    refused: bool = True
+
+
+_SENT: dict[str, int] = {}
+
+
+def _refuses_twice(tasks: tuple[Any, ...], *args: Any) -> list[Any]:
+    """1.2.0 is refused on its first two sends, 1.2.1 on every send, the rest never."""
+    out: list[Any] = []
+    for t in tasks:
+        uid = t.record.series_uid
+        _SENT[uid] = _SENT.get(uid, 0) + 1
+        refused = uid == "1.2.1" or (uid == "1.2.0" and _SENT[uid] <= 2)
+        out.append(Refused(uid) if refused else FakeResult(uid))
+    return out
+
+
+def test_a_refused_series_goes_back_to_the_queue_until_its_requeues_run_out(
+    client: Client,
+) -> None:
+    _SENT.clear()
+    rec, delivered = Recorder(), {}
+    units = make_units([task(i) for i in range(4)], "q")  # type: ignore[arg-type]
+    eng = Engine(client, object(), MemoryStore("e"), None,  # type: ignore[arg-type]
+                 options=EngineOptions(window=2, requeue_limit=3), unit_fn=_refuses_twice)
+    report = eng.run(units, lambda t, r: delivered.setdefault(r.series_uid, r), rec.on_error)
+    assert _SENT == {"1.2.0": 3, "1.2.1": 4, "1.2.2": 1, "1.2.3": 1}
+    assert isinstance(delivered["1.2.0"], FakeResult), "committed on its third send"
+    assert isinstance(delivered["1.2.1"], Refused), "its failure arrives after 3 requeues"
+    assert len(delivered) == 4 and not rec.errors and not report.unsubmitted
+    assert (report.requeued, report.requeued_attempts, report.requeued_bytes) == (5, 20, 500)
+    assert report.submitted == 9
+
+
+def test_requeue_waits_out_retry_after_capped_and_in_order() -> None:
+    now = [100.0]
+    again = _Requeue(limit=1, clock=lambda: now[0])
+    assert again.due_in() is None and not again
+    assert again.offer("u1", task(1), Refused("1.2.1", retry_after=5.0))
+    assert again.offer("u2", task(2), Refused("1.2.2", retry_after=1e9))  # hostile header
+    assert again.offer("u3", task(3), Refused("1.2.3", retry_after=5.0))
+    assert not again.offer("u4", task(1), Refused("1.2.1")), "its one requeue is used"
+    assert not again.offer("u5", task(5), FakeResult("1.2.5")), "only refusals come back"
+    assert again.due_in() == 5.0 and again.take_due(10) == []
+    now[0] = 105.0
+    due = again.take_due(1)
+    assert [u.tasks[0].record.series_uid for u in due] == ["1.2.1"], "window room of one"
+    assert due[0].key == "u1-again1-1.2.1"
+    assert [u.tasks[0].record.series_uid for u in again.take_due(10)] == ["1.2.3"]
+    assert again.due_in() == REQUEUE_DELAY_MAX - 5.0 and len(again) == 1
+    assert [u.key for u in again.pending()] == ["u2-again1-1.2.2"]
 
 
 def test_stop_request_drains_running_units_and_leaves_the_rest_unsubmitted(

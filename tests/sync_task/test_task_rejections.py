@@ -290,6 +290,23 @@ def test_rate_limited_honours_retry_after(store, settings, sleeps) -> None:
 
 
 @NO_S3
+@pytest.mark.parametrize(
+    "refusal, refused",
+    [(RateLimited("429", retry_after=2.0), True), (ArchiveUnavailable("503"), False)],
+)
+def test_a_series_refused_to_the_end_says_so_for_the_engine_to_requeue(
+    refusal, refused, store, settings, sleeps
+) -> None:
+    archive = FakeArchive()
+    archive.queue(UID, *[refusal] * settings.max_attempts)
+    res = sync_series(SeriesTask(record_for(UID, FILES), PATH, 1, "r"), archive, store, settings,
+                      sleep=sleeps.append)
+    assert (res.outcome, res.retryable, res.refused) == ("failed", True, refused)
+    assert res.pushback == settings.max_attempts
+    assert res.retry_after == (2.0 if refused else 0.0)
+
+
+@NO_S3
 def test_scratch_is_cleaned_after_success_and_failure(store, settings) -> None:
     import os
 
