@@ -356,6 +356,9 @@ def verify_command(  # noqa: PLR0917 - one parameter per CLI option
         for broken in report.broken:
             for problem in broken.problems:
                 typer.echo(f"BROKEN {broken.series_uid}: {problem}", err=True)
+            if broken.series_uid in report.superseded:
+                typer.echo(f"BROKEN {broken.series_uid}: a sync took it up meanwhile; "
+                           "left to that sync", err=True)  # fmt: skip
         state = "ok" if report.ok else f"{len(report.broken)} series broken"
         mode = "".join(flag for flag, on in ((" --deep", deep), (" --upstream", upstream)) if on)
         typer.echo(f"verify{mode}: {report.checked} series checked, {state}")

@@ -597,17 +597,25 @@ class Ledger:
                 "UPDATE series SET md5_hierarchy = ? WHERE series_uid = ?", (value, series_uid)
             )
 
-    def mark_broken(self, series_uid: str, run_id: str, detail: str) -> None:
-        """``verify`` found it damaged: the next sync fetches it again."""
+    def mark_broken(self, entry: LedgerEntry, run_id: str, detail: str) -> bool:
+        """``verify`` found it damaged: the next sync fetches it again.
+
+        Only if the row is still as ``entry`` read it (False otherwise): a sync that took
+        the series up meanwhile re-fetches and checks it itself, and a commit verify saw
+        half done is no damage. Marking it then would send a repaired copy to the attic.
+        """
         now = _epoch()
+        as_read = (entry.state, entry.content_hash, entry.series_version, entry.attempts)
         with self._tx() as tx:
-            ref = _run_ref(tx, run_id)
-            tx.execute(
+            marked = tx.execute(
                 "UPDATE series SET state = 'failed', last_error_class = 'VerifyFailed',"
-                " last_error = ?, updated_at = ? WHERE series_uid = ?",
-                (detail, now, series_uid),
-            )
-            _event(tx, ref, series_uid, "verify_failed", detail, now=now)
+                " last_error = ?, updated_at = ? WHERE series_uid = ? AND state = ?"
+                " AND content_hash = ? AND series_version = ? AND attempts = ?",
+                (detail, now, entry.series_uid, *as_read),
+            ).rowcount
+            if marked:
+                _event(tx, _run_ref(tx, run_id), entry.series_uid, "verify_failed", detail, now=now)
+        return bool(marked)
 
     def upsert_from_sidecar(self, sidecar: SeriesSidecar) -> None:
         """``ledger rebuild``: a sidecar in the destination proves a present series."""

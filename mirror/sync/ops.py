@@ -98,6 +98,8 @@ class VerifyReport:
     deep: bool
     broken: tuple[SeriesProblem, ...] = field(default=())
     upstream_requests: int | None = None  # getMD5Hierarchy calls (None: not compared)
+    # Broken series a sync took up while verify ran: reported, but left to that sync.
+    superseded: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -108,6 +110,7 @@ class VerifyReport:
             "checked": self.checked,
             "deep": self.deep,
             "upstream_requests": self.upstream_requests,
+            "superseded": list(self.superseded),
             "ok": self.ok,
             "broken": [
                 {"series_uid": b.series_uid, "path": b.path, "problems": list(b.problems)}
@@ -145,9 +148,13 @@ def verify(
             requests = _compare_upstream(store, ledger, held, upstream, problems)
         broken = tuple(problems[e.series_uid] for e in held if e.series_uid in problems)
         run_id = "verify-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        for problem in broken:
-            ledger.mark_broken(problem.series_uid, run_id, "; ".join(problem.problems)[:2000])
-    return VerifyReport(len(held), deep, broken, requests)
+        by_uid = {e.series_uid: e for e in held}
+        superseded = tuple(
+            p.series_uid
+            for p in broken
+            if not ledger.mark_broken(by_uid[p.series_uid], run_id, "; ".join(p.problems)[:2000])
+        )
+    return VerifyReport(len(held), deep, broken, requests, superseded)
 
 
 def _compare_upstream(

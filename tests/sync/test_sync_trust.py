@@ -179,6 +179,43 @@ def test_verify_reports_damage_on_every_run_until_repaired(  # type: ignore[no-u
     assert fixed.exit_code == 0 and "6 series checked, ok" in fixed.output
 
 
+def test_verify_leaves_a_series_a_sync_took_up_meanwhile_to_that_sync(  # type: ignore[no-untyped-def]
+    run_sync: SyncFn, sim: SimArchive, dest: Path, monkeypatch
+) -> None:
+    from mirror.storage.local import LocalStore
+    from mirror.sync import ops
+
+    assert run_sync().exit_code == 0
+    damaged, other = sim.series_uids()[:2]
+    for uid in (damaged, other):
+        victim = sorted(_series_dir(dest, uid).glob("*.dcm"))[0]
+        victim.write_bytes(victim.read_bytes()[:-10])
+    ledger_path = dest / "_state" / "ledger.sqlite"
+    real_check = ops._check
+
+    def check_then_a_sync_starts_on_it(store, entry, *, deep):  # type: ignore[no-untyped-def]
+        problem = real_check(store, entry, deep=deep)
+        if entry.series_uid == damaged:  # a sync submits it between the check and the mark
+            with Ledger.open(ledger_path) as other_run:
+                other_run.mark_in_progress([(sim.record(damaged), entry.path)], "run-meanwhile")
+        return problem
+
+    monkeypatch.setattr(ops, "_check", check_then_a_sync_starts_on_it)
+    report = ops.verify(LocalStore(str(dest)), ledger_path, deep=True, threads=1)
+    assert not report.ok, "the damage seen is still reported"
+    assert {b.series_uid for b in report.broken} == {damaged, other}
+    assert report.superseded == (damaged,)
+    with Ledger.open(ledger_path) as ledger:
+        taken, marked = ledger.entry(damaged), ledger.entry(other)
+    assert taken is not None and marked is not None
+    assert (taken.state, taken.last_error_class, taken.attempts) == ("present", "", 1), "left alone"
+    assert (marked.state, marked.last_error_class) == ("failed", "VerifyFailed")
+
+    repair = run_sync()
+    assert repair.exit_code == 0 and repair.counts["planned"] == 2, repair.counts
+    assert_mirror_equals_archive(dest, sim)
+
+
 # --- 3: a tombstone goes to the attic on a later --delete ----------------------------------
 
 
