@@ -148,13 +148,13 @@ def verify(
             requests = _compare_upstream(store, ledger, held, upstream, problems)
         broken = tuple(problems[e.series_uid] for e in held if e.series_uid in problems)
         run_id = "verify-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        by_uid = {e.series_uid: e for e in held}
-        superseded = tuple(
-            p.series_uid
-            for p in broken
-            if not ledger.mark_broken(by_uid[p.series_uid], run_id, "; ".join(p.problems)[:2000])
-        )
-    return VerifyReport(len(held), deep, broken, requests, superseded)
+        as_read = {e.series_uid: e for e in held}
+        superseded: list[str] = []
+        for problem in broken:
+            detail = "; ".join(problem.problems)[:2000]
+            if not ledger.mark_broken(as_read[problem.series_uid], run_id, detail):
+                superseded.append(problem.series_uid)
+    return VerifyReport(len(held), deep, broken, requests, tuple(superseded))
 
 
 def _compare_upstream(
