@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what tests/serve needs beyond pip, idempotently (a second run does nothing):
+# Installs what the tests need beyond pip, idempotently (a second run does nothing):
 #   - Debian packages chromium (OHIF browser test), orthanc + orthanc-dicomweb (comparison);
+#   - Debian's prometheus, for `promtool check rules` on deploy/monitoring (without its
+#     recommends; its service is not started);
 #   - the prebuilt OHIF Viewer, `npm pack @ohif/app@VERSION` unpacked to
 #     ${MIRROR_OHIF_CACHE:-$HOME/.cache/tcia-mirror/ohif}/VERSION/dist (npm from apt if missing).
 # Playwright's own browser downloads are not used: the tests drive /usr/bin/chromium.
@@ -29,6 +31,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "serve-deps: apt-get install ${missing[*]}" >&2
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2
+fi
+
+if ! command -v promtool >/dev/null; then
+    echo "serve-deps: apt-get install prometheus (for promtool)" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        prometheus >&2
 fi
 
 if [ ! -f "$dist/index.html" ]; then
