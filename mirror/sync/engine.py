@@ -116,6 +116,10 @@ class EngineOptions:
     # Retry-After, at most this many times before its failure is delivered. Its retries all
     # ran inside the window that was open when it was sent; the window has halved since.
     requeue_limit: int = 3
+    # This many refusals in a row, with nothing served between, is an archive refusing
+    # everything, not one asking for less: requeueing then would only multiply the run's
+    # length, so the failures stand (and get the end-of-run pass).
+    requeue_streak: int = 64
 
 
 class Engine:
@@ -178,7 +182,7 @@ class Engine:
         report = EngineReport()
         todo: Iterator[WorkUnit] = iter(units)
         flight = _Flight()
-        again = _Requeue(self._options.requeue_limit, self._clock)
+        again = _Requeue(self._options.requeue_limit, self._clock, self._options.requeue_streak)
         control = self._control
         self._refill(flight, again, todo, report)
         try:
@@ -344,9 +348,11 @@ class _Requeue:
     """Series the archive refused until their task gave up, each waiting out its
     Retry-After before it is sent again as a unit of its own."""
 
-    def __init__(self, limit: int, clock: Callable[[], float]) -> None:
+    def __init__(self, limit: int, clock: Callable[[], float], streak: int = 64) -> None:
         self._limit = limit
         self._clock = clock
+        self._max_streak = streak
+        self._streak = 0  # refused results since the last one that was not
         self._sent: dict[str, int] = {}  # series UID -> times requeued
         self._heap: list[tuple[float, int, WorkUnit]] = []
         self._order = itertools.count()  # ties at the same due time go out in arrival order
@@ -355,10 +361,15 @@ class _Requeue:
         return len(self._heap)
 
     def offer(self, key: str, task: Any, res: Any) -> bool:
-        """Take a refused series back (True), unless it has used up its requeues."""
+        """Take a refused series back (True), unless it has used up its requeues or the
+        archive has refused everything lately."""
+        if not getattr(res, "refused", False):
+            self._streak = 0
+            return False
+        self._streak += 1
         uid = str(res.series_uid)
         n = self._sent.get(uid, 0)
-        if not getattr(res, "refused", False) or n >= self._limit:
+        if n >= self._limit or self._streak > self._max_streak:
             return False
         self._sent[uid] = n + 1
         delay = min(max(float(getattr(res, "retry_after", 0.0)), 0.0), REQUEUE_DELAY_MAX)

@@ -228,6 +228,16 @@ def test_requeue_waits_out_retry_after_capped_and_in_order() -> None:
     assert [u.key for u in again.pending()] == ["u2-again1-1.2.2"]
 
 
+def test_an_archive_refusing_everything_stops_the_requeues() -> None:
+    again = _Requeue(limit=3, clock=lambda: 0.0, streak=2)
+    assert again.offer("u", task(1), Refused("1.2.1"))
+    assert again.offer("u", task(2), Refused("1.2.2"))
+    assert not again.offer("u", task(3), Refused("1.2.3")), "a third refusal in a row"
+    assert not again.offer("u", task(4), FakeResult("1.2.4"))  # served: the streak ends
+    assert again.offer("u", task(3), Refused("1.2.3"))
+    assert len(again) == 3
+
+
 def test_stop_request_drains_running_units_and_leaves_the_rest_unsubmitted(
     client: Client,
 ) -> None:
