@@ -17,7 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from synchelp import assert_mirror_equals_archive, assert_nothing_partial
 
 from mirror.archive.nbia import NbiaArchive
-from mirror.archive.sim import build_preset, serve_archive
+from mirror.archive.sim import FaultConfig, build_preset, serve_archive
 from mirror.cli.compose import sync
 from mirror.config import ClusterConfig, SyncConfig
 from mirror.sync.ledger import Ledger
@@ -100,6 +100,19 @@ class MirrorMachine(RuleBasedStateMachine):
         except Crash:
             pass
         assert_nothing_partial(self.dest, self.sim)
+
+    @rule(refusals=st.integers(1, 12))
+    def refused_sync(self, refusals: int) -> None:
+        """The archive answers the next downloads 429: fewer than a series' 4 attempts times
+        its 4 sends (the engine requeues refused series), so nothing is lost to them."""
+        self.add("Sim-Brain", 2)
+        self.sim.faults = FaultConfig(rate_limit_next=refusals, retry_after=0.0)
+        try:
+            summary = self._sync()
+        finally:
+            self.sim.faults = FaultConfig()
+        assert summary.exit_code == 0, (summary.error, summary.failures)
+        assert_mirror_equals_archive(self.dest, self.sim)
 
     @rule(full=st.booleans())
     def clean_sync(self, full: bool) -> None:
