@@ -65,7 +65,12 @@ def ensure_parent(directory: str, create: Callable[[], T]) -> T:
     """``makedirs(directory)`` then ``create()``, retried if a concurrent task pruned an
     empty parent in between (deletes and moves remove emptied folders)."""
     for _ in range(9):
-        os.makedirs(directory, exist_ok=True)
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except FileExistsError:
+            # exist_ok does not cover a folder that existed at makedirs' mkdir and was
+            # pruned before its isdir check: it is gone, so make it again.
+            continue
         try:
             return create()
         except FileNotFoundError:

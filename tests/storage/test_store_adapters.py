@@ -165,6 +165,23 @@ def test_ensure_parent_survives_a_racing_prune(tmp_path) -> None:
     assert len(calls) == 2 and (target / "f").read_bytes() == b"1"
 
 
+def test_ensure_parent_survives_a_prune_inside_makedirs(tmp_path, monkeypatch) -> None:
+    from mirror.storage import publish
+
+    target = tmp_path / "p" / "q"
+    real_makedirs, raced = os.makedirs, []
+
+    def makedirs(path, exist_ok=False):  # type: ignore[no-untyped-def]
+        if not raced:  # mkdir met the folder, a sibling pruned it before the isdir check
+            raced.append(path)
+            raise FileExistsError(17, "File exists", path)
+        real_makedirs(path, exist_ok=exist_ok)
+
+    monkeypatch.setattr(publish.os, "makedirs", makedirs)
+    assert publish.ensure_parent(str(target), lambda: (target / "f").write_bytes(b"1")) == 1
+    assert raced == [str(target)] and (target / "f").read_bytes() == b"1"
+
+
 PUT_PEAK_CHILD = r"""
 import resource, sys
 from mirror.storage.s3 import S3Store
