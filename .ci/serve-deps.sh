@@ -27,17 +27,21 @@ done
 if [ ! -f "$dist/index.html" ] && ! command -v npm >/dev/null; then
     missing+=(npm)
 fi
-if [ "${#missing[@]}" -gt 0 ]; then
-    echo "serve-deps: apt-get install ${missing[*]}" >&2
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2
-fi
-
+# promtool's package goes in without its recommends (a web UI's JavaScript, fonts).
+lean=()
 if ! command -v promtool >/dev/null; then
-    echo "serve-deps: apt-get install prometheus (for promtool)" >&2
+    lean+=(prometheus)
+fi
+if [ "${#missing[@]}" -gt 0 ] || [ "${#lean[@]}" -gt 0 ]; then
+    echo "serve-deps: apt-get install ${missing[*]} ${lean[*]}" >&2
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-        prometheus >&2
+    if [ "${#missing[@]}" -gt 0 ]; then
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2
+    fi
+    if [ "${#lean[@]}" -gt 0 ]; then
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+            "${lean[@]}" >&2
+    fi
 fi
 
 if [ ! -f "$dist/index.html" ]; then
