@@ -348,7 +348,7 @@ class _Requeue:
     """Series the archive refused until their task gave up, each waiting out its
     Retry-After before it is sent again as a unit of its own."""
 
-    def __init__(self, limit: int, clock: Callable[[], float], streak: int = 64) -> None:
+    def __init__(self, limit: int, clock: Callable[[], float], streak: int) -> None:
         self._limit = limit
         self._clock = clock
         self._max_streak = streak

@@ -211,7 +211,7 @@ def test_a_refused_series_goes_back_to_the_queue_until_its_requeues_run_out(
 
 def test_requeue_waits_out_retry_after_capped_and_in_order() -> None:
     now = [100.0]
-    again = _Requeue(limit=1, clock=lambda: now[0])
+    again = _Requeue(limit=1, clock=lambda: now[0], streak=64)
     assert again.due_in() is None and not again
     assert again.offer("u1", task(1), Refused("1.2.1", retry_after=5.0))
     assert again.offer("u2", task(2), Refused("1.2.2", retry_after=1e9))  # hostile header
